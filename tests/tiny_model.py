@@ -1,0 +1,96 @@
+"""A tiny random-weight Kokoro model directory, built at test time through the real KModel code.
+
+Kokoro hard-codes several widths (hidden 512, style 128, the decoder's 1024 channels), so "tiny"
+still has ~59M parameters; what shrinks is ALBERT, the layer counts and the resblocks. Durations
+are pinned (random weights would predict ~24 frames per phoneme): every token lasts exactly
+FRAMES_PER_TOKEN frames of 600 samples, so the audio length of a chunk is known in advance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+REPO_ID = "hexgrad/Kokoro-82M"
+FRAMES_PER_TOKEN = 2
+SAMPLES_PER_FRAME = 600
+VOICES = ("af_heart", "af_bella", "af_sky", "am_michael", "bf_emma", "ef_dora", "jf_alpha", "zf_xiaobei")
+SUBMODULES = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
+
+TINY_CONFIG = {
+    "istftnet": {
+        "upsample_kernel_sizes": [20, 12],
+        "upsample_rates": [10, 6],  # keeps 600 samples per frame at 24 kHz
+        "gen_istft_hop_size": 5,
+        "gen_istft_n_fft": 20,
+        "resblock_dilation_sizes": [[1, 3, 5]],
+        "resblock_kernel_sizes": [3],
+        "upsample_initial_channel": 512,
+    },
+    "dim_in": 64,
+    "dropout": 0.2,
+    "hidden_dim": 512,
+    "max_conv_dim": 512,
+    "max_dur": 50,
+    "multispeaker": True,
+    "n_layer": 1,
+    "n_mels": 80,
+    "n_token": 178,
+    "style_dim": 128,
+    "text_encoder_kernel_size": 5,
+    "plbert": {
+        "hidden_size": 64,
+        "num_attention_heads": 2,
+        "intermediate_size": 128,
+        "max_position_embeddings": 512,
+        "num_hidden_layers": 1,
+        "dropout": 0.1,
+    },
+}
+
+
+def tiny_config() -> dict:
+    real = json.loads((resources.files("tts_api") / "data" / "kokoro-config.json").read_text())
+    return {**TINY_CONFIG, "vocab": real["vocab"]}
+
+
+def random_kmodel(config: dict, workdir: Path, *, seed: int = 0, frames_per_token: int = FRAMES_PER_TOKEN):
+    """A randomly initialised KModel (no hub, no weights read) with pinned durations."""
+    from kokoro import KModel
+
+    torch.manual_seed(seed)
+    empty = workdir / "empty.pth"
+    torch.save({}, empty)
+    model = KModel(repo_id=REPO_ID, config=config, model=str(empty))
+    empty.unlink()
+    linear = model.predictor.duration_proj.linear_layer
+    with torch.no_grad():
+        # duration = sum(sigmoid(b)) over max_dur outputs; +0.1 keeps rounding away from the edge.
+        linear.weight.zero_()
+        linear.bias.fill_(math.log(frames_per_token / (config["max_dur"] - frames_per_token)) + 0.1)
+    return model
+
+
+def build_tiny_model_dir(root: Path, *, seed: int = 0) -> Path:
+    """Write config.json, kokoro-v1_0.pth and voices/*.pt for a tiny model into `root`."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = tiny_config()
+    (root / "config.json").write_text(json.dumps(config))
+    model = random_kmodel(config, root, seed=seed)
+    torch.save({name: getattr(model, name).state_dict() for name in SUBMODULES}, root / "kokoro-v1_0.pth")
+    voices = root / "voices"
+    voices.mkdir(exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    for voice in VOICES:
+        torch.save(torch.randn(510, 1, 256, generator=generator) * 0.1, voices / f"{voice}.pt")
+    return root
+
+
+def expected_samples(phoneme_count: int, speed: float = 1.0) -> int:
+    """Audio samples the tiny model produces for one chunk of `phoneme_count` vocab symbols."""
+    frames = max(1, round(FRAMES_PER_TOKEN / speed))
+    return (phoneme_count + 2) * frames * SAMPLES_PER_FRAME  # +2: the BOS/EOS tokens

@@ -1,0 +1,153 @@
+"""The `/v1/audio/speech` request schema, validated identically in the front and in the workers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from .audio import ResponseFormat
+from .errors import InputTooLong, InvalidRequest, TTSError
+from .voices import LANGUAGES, VoiceBlend, VoiceCatalogue, VoiceNotFound
+
+__all__ = ["MODEL_IDS", "RequestContext", "SpeechRequest", "parse_speech_request"]
+
+# OpenAI's model names are accepted so existing clients work unchanged; all mean Kokoro-82M.
+MODEL_IDS = ("kokoro", "tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15")
+SPEED_MIN, SPEED_MAX = 0.25, 4.0
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What validation needs to know about this deployment."""
+
+    catalogue: VoiceCatalogue
+    max_input_chars: int
+    languages: frozenset[str]  # lang codes whose G2P is installed
+
+
+class VoiceRef(BaseModel):
+    """OpenAI's object form of a voice: `{"id": "af_heart"}`."""
+
+    id: str
+
+
+class SpeechRequest(BaseModel):
+    """OpenAI's speech request plus Kokoro extensions (sent by the OpenAI SDK through `extra_body`)."""
+
+    # OpenAI ignores fields it does not know; so do we.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: str = "kokoro"
+    input: str
+    voice: str | VoiceRef = "af_heart"
+    # OpenAI: response_format defaults to mp3.
+    response_format: ResponseFormat = "mp3"
+    speed: float = Field(default=1.0, ge=SPEED_MIN, le=SPEED_MAX)
+    stream_format: Literal["audio", "sse"] = "audio"
+    stream: bool = True
+    # Accepted for compatibility; Kokoro cannot follow style instructions.
+    instructions: str | None = None
+    lang_code: str | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        if model not in MODEL_IDS:
+            raise ValueError(f"model {model!r} not found; use one of {', '.join(MODEL_IDS)}")
+        return model
+
+    @field_validator("input")
+    @classmethod
+    def _speakable(cls, text: str, info: ValidationInfo) -> str:
+        context = _context(info)
+        if len(text) > context.max_input_chars:
+            raise InputTooLong(
+                f"input is {len(text)} characters; this server accepts at most {context.max_input_chars}",
+                param="input",
+            )
+        if not any(ch.isalnum() for ch in text):
+            raise ValueError("input has no speakable text")
+        return text
+
+    @field_validator("lang_code")
+    @classmethod
+    def _known_language(cls, lang_code: str | None, info: ValidationInfo) -> str | None:
+        if lang_code is None:
+            return None
+        code = {v: k for k, v in LANGUAGES.items()}.get(lang_code.lower(), lang_code.lower())
+        _require_language(code, _context(info), f"lang_code {lang_code!r}")
+        return code
+
+    @property
+    def voice_expression(self) -> str:
+        return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
+
+    def blend(self, catalogue: VoiceCatalogue) -> VoiceBlend:
+        return catalogue.resolve(self.voice_expression)
+
+    def language(self, catalogue: VoiceCatalogue) -> str:
+        """The G2P language: `lang_code` if given, else the first voice's prefix."""
+        return self.lang_code or self.blend(catalogue).lang_code
+
+
+def _context(info: ValidationInfo) -> RequestContext:
+    if not isinstance(info.context, RequestContext):
+        raise TypeError("SpeechRequest must be validated with a RequestContext")
+    return info.context
+
+
+def _require_language(code: str, context: RequestContext, what: str) -> None:
+    if code not in LANGUAGES:
+        raise InvalidRequest(
+            f"{what} is not a language; use one of {', '.join(LANGUAGES)}", param="lang_code"
+        )
+    if code not in context.languages:
+        raise InvalidRequest(
+            f"{what} ({LANGUAGES[code]}) needs a G2P package this server does not have installed",
+            param="lang_code",
+            code="language_unavailable",
+        )
+
+
+def parse_speech_request(body: bytes | dict[str, Any], context: RequestContext) -> SpeechRequest:
+    """Validate a request body; raise TTSError with the message and param a client can act on."""
+    if isinstance(body, bytes | bytearray):
+        try:
+            body = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    try:
+        request = SpeechRequest.model_validate(body, context=context)
+    except ValidationError as exc:
+        raise _from_validation_error(exc) from None
+    try:
+        blend = request.blend(context.catalogue)
+    except VoiceNotFound as exc:
+        raise InvalidRequest(str(exc), param="voice", code="voice_not_found") from None
+    if request.lang_code is None:
+        _require_language(blend.lang_code, context, f"voice {request.voice_expression!r}")
+    return request
+
+
+def _from_validation_error(exc: ValidationError) -> TTSError:
+    """The first problem, phrased for the client, keyed by pydantic's error type (not its text)."""
+    error = exc.errors(include_url=False)[0]
+    field = str(error["loc"][0]) if error["loc"] else "body"
+    param = field if error["loc"] else None
+    kind, ctx, given = error["type"], error.get("ctx", {}), error.get("input")
+    if kind == "missing":
+        message = f"{field} is required"
+    elif kind == "value_error":
+        message = str(ctx["error"])
+    elif field == "speed":
+        message = f"speed must be a number from {SPEED_MIN} to {SPEED_MAX}, got {given!r}"
+    elif kind == "literal_error":
+        message = f"{field} must be one of {ctx['expected']}, got {given!r}"
+    else:
+        message = f"{field}: {error['msg']}, got {given!r}"
+    return InvalidRequest(message, param=param)

@@ -1,0 +1,46 @@
+"""Server configuration: the one place that reads the environment (`TTS_*` variables)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Device", "Settings", "default_model_dir"]
+
+Device = Literal["auto", "cpu", "cuda", "mps"]
+
+# Kokoro-82M v1.0: bump the directory name when the asset recipe changes so old caches are not reused.
+MODEL_DIR_NAME = "kokoro-82m-v1.0"
+
+
+def default_model_dir() -> Path:
+    """`$XDG_CACHE_HOME/tts-api/kokoro-82m-v1.0`, falling back to `~/.cache`."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "tts-api" / MODEL_DIR_NAME
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from `TTS_<NAME>` environment variables or `server.py` flags.
+
+    Plain, picklable values only: a copy travels into every spawned inference worker.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TTS_", extra="ignore")
+
+    host: Literal["127.0.0.1", "0.0.0.0", "::"] = "127.0.0.1"
+    port: int = Field(default=8000, ge=1024, le=65535)
+    device: Device = "auto"
+    workers_per_device: int = Field(default=1, ge=1)
+    api_servers: int | None = Field(
+        default=None, ge=1, description="uvicorn processes; default one per worker"
+    )
+    model_dir: Path = Field(default_factory=default_model_dir)
+    # Long-form is a core use, so well above OpenAI's 4096, but bounded.
+    max_input_chars: int = Field(default=50_000, ge=1)
+    # 0 = share the cores evenly between the workers of one machine.
+    torch_threads: int = Field(default=0, ge=0)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
