@@ -33,16 +33,21 @@ def parse_flags(argv: list[str] | None) -> dict[str, object]:
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
 
 
-def _stop_on_sigterm() -> None:
-    """LitServe shuts down cleanly only on Ctrl-C; make SIGTERM (docker stop, kill) do the same."""
+def _stop_on_signals() -> None:
+    """Make SIGTERM (docker stop, kill) shut down like Ctrl-C, which LitServe handles.
+
+    The forked HTTP servers inherit this handler: uvicorn restores it after its own graceful
+    shutdown and re-raises the signal, which must then end the child quietly, not with a traceback.
+    """
     main_pid = os.getpid()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if os.getpid() == main_pid:
             raise KeyboardInterrupt
-        sys.exit(0)  # a forked child that has not installed its own handler yet
+        sys.exit(0)
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def _stop_children() -> None:
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # Never reach for the Hugging Face hub at run time; every file comes from the model directory.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    _stop_on_sigterm()
+    _stop_on_signals()
 
     from tts_api.app import build_server
     from tts_api.assets import AssetError, build_model_dir
@@ -86,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             num_api_servers=settings.api_servers,
             log_level=settings.log_level,
             generate_client_file=False,
+            # uvloop races its executor shutdown against closing the loop and prints a traceback
+            # on every stop; the stdlib loop shuts down cleanly and is not our bottleneck.
+            loop="asyncio",
         )
     except KeyboardInterrupt:
         pass

@@ -36,6 +36,7 @@ class ServerProcess:
         command = [sys.executable, str(ROOT / "server.py"), "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--model-dir", str(model_dir), *args]
         self._log = log_path.open("wb")
+        self.started: list[psutil.Process] = []
         self.process = subprocess.Popen(
             command,
             cwd=ROOT,
@@ -55,6 +56,7 @@ class ServerProcess:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-4000:]}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    self.started = self.tree()
                     return self
             except httpx.TransportError:
                 pass
@@ -72,7 +74,7 @@ class ServerProcess:
 
     def stop(self, timeout: float = 30) -> list[psutil.Process]:
         """SIGTERM the main process like `docker stop`; return the processes that had to be killed."""
-        tree = self.tree()
+        tree = list({p.pid: p for p in [*self.started, *self.tree()]}.values())
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ class SpeechAPI(ls.LitAPI):
         import torch
 
         from .engine import Engine
+
+        # Ctrl-C reaches the whole process group; the main process stops the workers in order.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
         threads = self.settings.torch_threads or max(
             1, (os.cpu_count() or 1) // self.settings.workers_per_device
