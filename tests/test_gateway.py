@@ -9,10 +9,13 @@ from collections.abc import Callable
 
 import pytest
 
+from tts_api.cancellation import CancelBoard
 from tts_api.errors import InvalidRequest
 from tts_api.frames import TICKET_KEY, Ticket
 from tts_api.gateway import SpeechGateway
+from tts_api.metrics import Counters
 from tts_api.schemas import RequestContext
+from tts_api.shared import Shared
 from tts_api.voices import VoiceCatalogue
 
 CONTEXT = RequestContext(VoiceCatalogue(["af_heart"]), max_input_chars=1000, languages=frozenset("a"))
@@ -32,17 +35,24 @@ def litserve_like(script: list[object], seen: list[dict]) -> Callable:
                 break
             if isinstance(item, InvalidRequest):
                 data = ticket.error_frame(item)
+            elif item is END:
+                data = ticket.end_frame(audio_seconds=1.0, usage={"input_tokens": 3})
             else:
-                data = ticket.end_frame(audio_seconds=1.0) if item is END else item
+                data = ticket.audio_frame(item)
             await send({"type": "http.response.body", "body": data, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     return app
 
 
-def call(script: list[object], request: dict, headers: list | None = None) -> tuple[list[dict], list[dict]]:
+def call(
+    script: list[object], request: dict, headers: list | None = None, shared: Shared | None = None
+) -> tuple[list[dict], list[dict]]:
     seen: list[dict] = []
-    gateway = SpeechGateway(litserve_like(script, seen), context=CONTEXT, path="/v1/audio/speech")
+    shared = shared or Shared(board=CancelBoard(), counters=Counters())
+    gateway = SpeechGateway(
+        litserve_like(script, seen), context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=2
+    )
     sent: list[dict] = []
     messages = [{"type": "http.request", "body": json.dumps(request).encode(), "more_body": False}]
 
@@ -138,7 +148,84 @@ def test_invalid_requests_never_reach_litserve() -> None:
     assert status_and_headers(sent)[0] == 400 and seen == []
 
 
-def test_an_audio_item_that_merely_looks_like_a_frame_of_another_request_is_audio() -> None:
-    impostor = Ticket.issue().end_frame()
-    sent, _ = call([impostor, END], {"input": "hi", "response_format": "pcm"})
-    assert body_of(sent) == impostor and completed(sent)
+def test_an_item_that_is_not_a_frame_of_this_request_is_a_failure() -> None:
+    stranger = Ticket.issue()
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send(
+            {"type": "http.response.body", "body": stranger.audio_frame(b"not yours"), "more_body": True}
+        )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    sent: list[dict] = []
+    gateway = SpeechGateway(
+        app, context=CONTEXT, shared=Shared(CancelBoard(), Counters()), path="/v1/audio/speech", max_pending=2
+    )
+    body = {"type": "http.request", "body": json.dumps({"input": "hi"}).encode(), "more_body": False}
+
+    async def receive() -> dict:
+        return body
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(
+        gateway({"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": []}, receive, send)
+    )
+    assert status_and_headers(sent)[0] == 500
+    assert b"not yours" not in body_of(sent)
+
+
+def test_the_sse_done_event_carries_the_workers_usage() -> None:
+    sent, _ = call([b"\x01", END], {"input": "hi", "stream_format": "sse"})
+    events = [json.loads(line[6:]) for line in body_of(sent).decode().split("\n\n") if line]
+    assert events[-1] == {"type": "speech.audio.done", "usage": {"input_tokens": 3}}
+
+
+def test_admission_is_refused_with_retry_after_when_the_board_is_full() -> None:
+    shared = Shared(board=CancelBoard(), counters=Counters())
+    assert shared.board.open("a", 2) and shared.board.open("b", 2)  # two requests in flight
+    sent, seen = call([END], {"input": "hi"}, shared=shared)
+    status, headers = status_and_headers(sent)
+    assert status == 503 and headers[b"retry-after"] == b"2" and seen == []
+    assert json.loads(body_of(sent))["error"]["code"] == "server_overloaded"
+
+
+def test_an_admitted_request_is_on_the_board_until_the_worker_closes_it() -> None:
+    shared = Shared(board=CancelBoard(), counters=Counters())
+    call([b"audio", END], {"input": "hi"}, shared=shared)
+    assert shared.board.size() == 1  # the scripted worker never closes it; a real one always does
+
+
+def test_a_client_that_leaves_mid_stream_is_cancelled_on_the_board() -> None:
+    shared = Shared(board=CancelBoard(), counters=Counters())
+    seen: list[dict] = []
+    sent: list[dict] = []
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        body = json.loads((await receive())["body"])
+        seen.append(body)
+        ticket = Ticket.from_dict(body[TICKET_KEY])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": ticket.audio_frame(b"a"), "more_body": True})
+        assert (await receive())["type"] == "http.disconnect"  # what StreamingResponse listens for
+
+    messages = [
+        {"type": "http.request", "body": json.dumps({"input": "hi"}).encode(), "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict:
+        return messages.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    gateway = SpeechGateway(app, context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=2)
+    asyncio.run(
+        gateway({"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": []}, receive, send)
+    )
+    key = seen[0][TICKET_KEY]["key"]
+    assert shared.board.is_cancelled(key)

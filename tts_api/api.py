@@ -6,26 +6,30 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import litserve as ls
-import numpy as np
-import numpy.typing as npt
 
 from .audio import SAMPLE_RATE, open_encoder
 from .errors import TTSError
 from .frames import TICKET_KEY, Ticket
+from .logs import configure_logging
 from .schemas import RequestContext, SpeechRequest, parse_speech_request
 from .settings import Settings
+from .shared import Shared
 from .voices import VoiceBlend, VoiceCatalogue, installed_languages
+
+if TYPE_CHECKING:  # the engine imports kokoro, which only the workers may load
+    from .engine import SpeechChunk
 
 __all__ = ["SPEECH_PATH", "SpeechAPI", "SpeechJob"]
 
 logger = logging.getLogger(__name__)
 
 SPEECH_PATH = "/v1/audio/speech"
+TYPICAL_CHARS_PER_SECOND = 15.0
 
 
 @dataclass(frozen=True)
@@ -41,13 +45,15 @@ class SpeechJob:
 class SpeechAPI(ls.LitAPI):
     """Decode a request into a job, synthesize it chunk by chunk, encode each chunk as it comes.
 
-    The constructor only stores settings (it is pickled into every worker); the model is loaded
-    in `setup`, inside the worker process.
+    Before the job and before every chunk it asks the cancel board whether the client is still
+    there, and stops if not. The constructor only stores settings and proxies (it is pickled into
+    every worker); the model is loaded in `setup`, inside the worker process.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, shared: Shared) -> None:
         super().__init__(stream=True, api_path=SPEECH_PATH)
         self.settings = settings
+        self.shared = shared
 
     def setup(self, device: str) -> None:
         import torch
@@ -56,7 +62,7 @@ class SpeechAPI(ls.LitAPI):
 
         # Ctrl-C reaches the whole process group; the main process stops the workers in order.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-
+        configure_logging(self.settings.log_level)
         threads = self.settings.torch_threads or max(
             1, (os.cpu_count() or 1) // self.settings.workers_per_device
         )
@@ -83,6 +89,7 @@ class SpeechAPI(ls.LitAPI):
     def decode_request(self, request, context: dict[str, Any]) -> SpeechJob | None:  # type: ignore[no-untyped-def]
         ticket = Ticket.from_dict(request.pop(TICKET_KEY, None))
         context["ticket"] = ticket
+        self.shared.counters.add("tts_requests_started_total")
         try:
             speech = parse_speech_request(request, self.context)
         except TTSError as exc:
@@ -93,42 +100,129 @@ class SpeechAPI(ls.LitAPI):
         context["job"] = job
         return job
 
-    def predict(self, job: SpeechJob | None, context: dict[str, Any]) -> Iterator[npt.NDArray[np.float32]]:
+    def predict(self, job: SpeechJob | None, context: dict[str, Any]) -> Generator[SpeechChunk, None, None]:
         if job is None:
             return
         request = job.request
-        for chunk in self.engine.synthesize(
-            request.input, job.voice, speed=request.speed, lang_code=job.lang_code
-        ):
-            yield chunk.audio
+        chunks = self.engine.synthesize(
+            request.input, job.voice, speed=request.speed, lang_code=job.lang_code, seed=request.seed
+        )
+        stage = "queued"
+        try:
+            while not self._cancelled(job.ticket, stage, context):
+                chunk = next(chunks, None)
+                if chunk is None:
+                    return
+                self.shared.counters.add("tts_chunks_synthesized_total")
+                yield chunk
+                stage = "streaming"
+        finally:
+            chunks.close()
 
-    def encode_response(
-        self, outputs: Iterator[npt.NDArray[np.float32]], context: dict[str, Any]
-    ) -> Iterator[bytes]:
+    def _cancelled(self, ticket: Ticket, stage: str, context: dict[str, Any]) -> bool:
+        if not self.shared.board.is_cancelled(ticket.key):
+            return False
+        context["cancelled"] = stage
+        return True
+
+    def encode_response(self, outputs: Iterator[SpeechChunk], context: dict[str, Any]) -> Iterator[bytes]:
         ticket: Ticket = context["ticket"]
         job: SpeechJob | None = context.get("job")
-        if job is None:
-            yield ticket.error_frame(context["error"])
-            return
-        encoder = open_encoder(job.request.response_format, streaming=job.request.stream)
-        samples = 0
         try:
-            for audio in outputs:
-                samples += len(audio)
-                data = encoder.write(audio)
+            if job is None:
+                self.shared.counters.add("tts_requests_failed_total")
+                yield ticket.error_frame(context["error"])
+            else:
+                yield from self._encode(job, outputs, context)
+        finally:
+            self.shared.board.close(ticket.key)
+
+    def _encode(
+        self, job: SpeechJob, outputs: Iterator[SpeechChunk], context: dict[str, Any]
+    ) -> Iterator[bytes]:
+        ticket, request = job.ticket, job.request
+        counters = self.shared.counters
+        encoder = open_encoder(request.response_format, streaming=request.stream)
+        counters.add("tts_open_encoders")
+        progress = _Progress()
+        try:
+            for chunk in outputs:
+                progress.add(chunk)
+                data = encoder.write(chunk.audio)
                 if data:
-                    yield data
+                    yield ticket.audio_frame(data)
+            if "cancelled" in context:
+                self._log_cancel(job, context["cancelled"], progress)
+                return
             tail = encoder.finish()
             if tail:
-                yield tail
-            yield ticket.end_frame(audio_seconds=samples / SAMPLE_RATE)
+                yield ticket.audio_frame(tail)
+            counters.add("tts_requests_completed_total")
+            counters.add("tts_audio_seconds_total", progress.audio_seconds)
+            yield ticket.end_frame(audio_seconds=progress.audio_seconds, usage=progress.usage())
         except TTSError as exc:
+            counters.add("tts_requests_failed_total")
             yield ticket.error_frame(exc)
         except Exception:
             logger.exception("request %s failed during synthesis", ticket.request_id)
+            counters.add("tts_requests_failed_total")
             yield ticket.error_frame(TTSError(f"speech synthesis failed (request id {ticket.request_id})"))
         finally:
             encoder.close()
+            counters.add("tts_open_encoders", -1)
             close = getattr(outputs, "close", None)
             if close is not None:
                 close()
+
+    def _log_cancel(self, job: SpeechJob, stage: str, progress: _Progress) -> None:
+        self.shared.counters.add(f'tts_requests_cancelled_total{{stage="{stage}"}}')
+        self.shared.counters.add("tts_audio_seconds_total", progress.audio_seconds)
+        total = len(job.request.input)
+        skipped = max(0, total - progress.characters)
+        logger.info(
+            "request %s cancelled while %s: %d chunks (%.2f s of audio) synthesized, "
+            "about %.1f s of audio skipped (%d of %d input characters)",
+            job.ticket.request_id,
+            stage,
+            progress.chunks,
+            progress.audio_seconds,
+            skipped / progress.characters_per_second(job.request.speed),
+            skipped,
+            total,
+        )
+
+
+class _Progress:
+    """What one job has synthesized so far."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.samples = 0
+        self.phonemes = 0
+        self.frames = 0
+        self.characters = 0
+
+    def add(self, chunk: SpeechChunk) -> None:
+        self.chunks += 1
+        self.samples += len(chunk.audio)
+        self.phonemes += len(chunk.phonemes)
+        self.frames += chunk.frames
+        self.characters += len(chunk.graphemes)
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    def characters_per_second(self, speed: float) -> float:
+        """Speaking rate so far, or Kokoro's typical ~15 characters per second before any audio."""
+        if self.samples and self.characters:
+            return self.characters / self.audio_seconds
+        return TYPICAL_CHARS_PER_SECOND * speed
+
+    def usage(self) -> dict[str, int]:
+        """OpenAI-style usage: phoneme tokens in, 25 ms audio frames (Kokoro's output steps) out."""
+        return {
+            "input_tokens": self.phonemes,
+            "output_tokens": self.frames,
+            "total_tokens": self.phonemes + self.frames,
+        }

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import litserve as ls
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 from litserve.connector import check_cuda_with_nvidia_smi
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api import SPEECH_PATH, SpeechAPI
+from .errors import TTSError
 from .gateway import SpeechGateway
 from .layout import ModelDir
+from .routes import add_routes
 from .schemas import RequestContext
 from .settings import Settings
+from .shared import Shared
 from .voices import VoiceCatalogue, installed_languages
 
 __all__ = ["build_server", "resolve_accelerator"]
@@ -25,7 +31,7 @@ def resolve_accelerator(settings: Settings) -> str:
     return "cuda" if check_cuda_with_nvidia_smi() > 0 else "cpu"
 
 
-def build_server(settings: Settings) -> ls.LitServer:
+def build_server(settings: Settings, shared: Shared) -> ls.LitServer:
     """A LitServer ready to `run()`: workers load the model, the gateway guards the speech route."""
     files = ModelDir(settings.model_dir).require()
     context = RequestContext(
@@ -34,13 +40,30 @@ def build_server(settings: Settings) -> ls.LitServer:
         languages=installed_languages(),
     )
     accelerator = resolve_accelerator(settings)
-    return ls.LitServer(
-        SpeechAPI(settings),
+    gateway = {"context": context, "shared": shared, "path": SPEECH_PATH, "max_pending": settings.max_pending}
+    server = ls.LitServer(
+        SpeechAPI(settings, shared),
         accelerator=accelerator,
         devices="auto" if accelerator == "cuda" else 1,
         workers_per_device=settings.workers_per_device,
         # LitServe's timeout only bounds queue wait and turns into an empty 200 when streaming.
         timeout=False,
         model_metadata={"model": "Kokoro-82M", "model_dir": str(files.root)},
-        middlewares=[(SpeechGateway, {"context": context, "path": SPEECH_PATH})],
+        middlewares=[(SpeechGateway, gateway)],
     )
+    add_routes(server.app, context=context, shared=shared)
+    server.app.add_exception_handler(TTSError, _tts_error)
+    server.app.add_exception_handler(StarletteHTTPException, _http_error)
+    return server
+
+
+async def _tts_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TTSError)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own errors (404 unknown route, 405 wrong method) in the OpenAI shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    error = TTSError(str(exc.detail), status=exc.status_code, type="invalid_request_error", code=None)
+    return JSONResponse(error.body(), status_code=exc.status_code, headers=dict(exc.headers or {}))

@@ -7,7 +7,7 @@ import logging
 import tempfile
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ class SpeechChunk:
     audio: npt.NDArray[np.float32]
     graphemes: str
     phonemes: str
+    frames: int  # model duration steps (25 ms each at speed 1)
 
 
 @contextlib.contextmanager
@@ -175,15 +176,29 @@ class Engine:
         return tensor
 
     def synthesize(
-        self, text: str, voice: VoiceBlend, *, speed: float = 1.0, lang_code: str | None = None
-    ) -> Iterator[SpeechChunk]:
-        """Yield the speech for `text` one pipeline chunk at a time."""
+        self,
+        text: str,
+        voice: VoiceBlend,
+        *,
+        speed: float = 1.0,
+        lang_code: str | None = None,
+        seed: int | None = None,
+    ) -> Generator[SpeechChunk, None, None]:
+        """Yield the speech for `text` one pipeline chunk at a time.
+
+        Kokoro's vocoder draws random noise; a `seed` makes the audio reproducible.
+        """
         pipeline = self.pipeline(lang_code or voice.lang_code)
+        if seed is not None:
+            torch.manual_seed(seed)
         for result in pipeline(text, voice=self.voice(voice), speed=speed):
             if result.audio is None:
                 continue
             audio = result.audio.detach().cpu().numpy().astype(np.float32, copy=False)
-            yield SpeechChunk(audio=audio, graphemes=result.graphemes, phonemes=result.phonemes)
+            frames = int(result.pred_dur.sum()) if result.pred_dur is not None else 0
+            yield SpeechChunk(
+                audio=audio, graphemes=result.graphemes, phonemes=result.phonemes, frames=frames
+            )
 
     def warm_up(self, voice: VoiceBlend) -> float:
         """Run one short synthesis so the first request does not pay for lazy initialisation."""

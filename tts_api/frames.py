@@ -1,26 +1,59 @@
 """The in-band protocol between the front process and a worker for one speech request.
 
-LitServe streams whatever the worker yields and ends the HTTP body the same way whether the
-worker finished or failed. So the worker ends every stream with a control frame, `end` or
-`error`, marked with a key only the front and that worker know; a stream without one was cut off.
+LitServe streams whatever the worker yields and ends the HTTP body the same way whether the worker
+finished or failed. So every item a worker yields is a frame: the request's private key, a kind
+(audio, end, error), the wall-clock time it was yielded, and a payload. A stream whose last frame
+is not `end` was cut off; the timestamp measures how long the item took to reach the front.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import struct
+import time
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .errors import TTSError
 
-__all__ = ["TICKET_KEY", "ControlFrame", "Ticket"]
+__all__ = ["TICKET_KEY", "Frame", "FrameError", "Ticket"]
 
 # The key under which the front passes the ticket to the worker inside the request body.
 TICKET_KEY = "_tts_ticket"
-_CONTROL_PREFIX = b"\x00\x00tts-control:"
+_MAGIC = b"\x00tts"
+_KINDS: dict[bytes, Literal["audio", "end", "error"]] = {b"A": "audio", b"E": "end", b"X": "error"}
+_CODES = {kind: code for code, kind in _KINDS.items()}
+_TIME = struct.Struct("<d")
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+class FrameError(ValueError):
+    """Raised when an item from a worker is not a frame of the expected request."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    kind: Literal["audio", "end", "error"]
+    sent_at: float  # time.time() when the worker yielded it
+    payload: bytes
+
+    def data(self) -> dict[str, Any]:
+        """The JSON payload of an end or error frame."""
+        return dict(json.loads(self.payload))
+
+    def error(self) -> TTSError:
+        """The error a worker reported, rebuilt with its status and OpenAI fields."""
+        data = self.data()
+        fields = data.get("error", {})
+        return TTSError(
+            str(fields.get("message", "speech synthesis failed")),
+            param=fields.get("param"),
+            code=fields.get("code"),
+            type=fields.get("type"),
+            status=int(data.get("status", 500)),
+        )
 
 
 @dataclass(frozen=True)
@@ -28,7 +61,7 @@ class Ticket:
     """Identity of one speech request as it crosses from the front to a worker."""
 
     request_id: str  # shown to the client (X-Request-Id) and in logs; may come from the client
-    key: str  # server-generated and unique: names the request in the cancel registry and frames
+    key: str  # server-generated and unique: names the request in the cancel board and in frames
 
     @classmethod
     def issue(cls, client_request_id: str | None = None) -> Ticket:
@@ -46,42 +79,27 @@ class Ticket:
             raise ValueError(f"malformed ticket {data!r}")
         return cls(request_id=str(data["request_id"]), key=str(data["key"]))
 
-    @property
-    def _marker(self) -> bytes:
-        return _CONTROL_PREFIX + self.key.encode() + b"\n"
+    def _frame(self, kind: Literal["audio", "end", "error"], payload: bytes) -> bytes:
+        return _MAGIC + self.key.encode() + _CODES[kind] + _TIME.pack(time.time()) + payload
+
+    def audio_frame(self, data: bytes) -> bytes:
+        return self._frame("audio", data)
 
     def end_frame(self, **stats: Any) -> bytes:
-        """The last item of a stream that completed."""
-        return self._marker + json.dumps({"type": "end", **stats}).encode()
+        """The last frame of a stream that completed."""
+        return self._frame("end", json.dumps(stats).encode())
 
     def error_frame(self, error: TTSError) -> bytes:
-        """The last item of a stream that failed, carrying what the client should see."""
-        payload = {"type": "error", "status": error.status, "error": error.body()["error"]}
-        return self._marker + json.dumps(payload).encode()
+        """The last frame of a stream that failed, carrying what the client should see."""
+        return self._frame("error", json.dumps({"status": error.status, **error.body()}).encode())
 
-    def control(self, item: bytes) -> ControlFrame | None:
-        """The control frame in `item`, or None if `item` is audio."""
-        marker = self._marker
-        if not item.startswith(marker):
-            return None
-        return ControlFrame(json.loads(item[len(marker) :]))
-
-
-@dataclass(frozen=True)
-class ControlFrame:
-    data: dict[str, Any]
-
-    @property
-    def is_end(self) -> bool:
-        return self.data.get("type") == "end"
-
-    def error(self) -> TTSError:
-        """The error a worker reported, rebuilt with its status and OpenAI fields."""
-        fields = self.data.get("error", {})
-        return TTSError(
-            str(fields.get("message", "speech synthesis failed")),
-            param=fields.get("param"),
-            code=fields.get("code"),
-            type=fields.get("type"),
-            status=int(self.data.get("status", 500)),
-        )
+    def parse(self, item: bytes) -> Frame:
+        """Decode one item this request's worker yielded; FrameError if it is not one."""
+        head = _MAGIC + self.key.encode()
+        body = len(head) + 1 + _TIME.size
+        if len(item) < body or not item.startswith(head) or item[len(head) : len(head) + 1] not in _KINDS:
+            raise FrameError(
+                f"request {self.request_id}: the worker sent an item that is not one of its frames"
+            )
+        (sent_at,) = _TIME.unpack_from(item, len(head) + 1)
+        return Frame(_KINDS[item[len(head) : len(head) + 1]], sent_at, item[body:])

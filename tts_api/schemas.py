@@ -51,6 +51,8 @@ class SpeechRequest(BaseModel):
     # Accepted for compatibility; Kokoro cannot follow style instructions.
     instructions: str | None = None
     lang_code: str | None = None
+    # Extension: Kokoro's vocoder adds random noise; a seed makes the audio reproducible.
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
     @field_validator("model")
     @classmethod

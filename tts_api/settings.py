@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default_factory=default_model_dir)
     # Long-form is a core use, so well above OpenAI's 4096, but bounded.
     max_input_chars: int = Field(default=50_000, ge=1)
+    # Requests queued or being synthesized, server-wide; beyond it new ones get 503 + Retry-After.
+    max_pending: int = Field(default=64, ge=1)
     # 0 = share the cores evenly between the workers of one machine.
     torch_threads: int = Field(default=0, ge=0)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

@@ -1,0 +1,65 @@
+"""A raw HTTP/1.1 client that can walk away mid-response, as real clients do."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from urllib.parse import urlparse
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+
+class RawRequest:
+    """POST a JSON body and read the response as it arrives; `close()` is the client leaving."""
+
+    def __init__(self, url: str, body: dict, headers: dict[str, str] | None = None) -> None:
+        parsed = urlparse(url)
+        payload = json.dumps(body).encode()
+        lines = [f"POST {parsed.path} HTTP/1.1", f"Host: {parsed.netloc}", "Content-Type: application/json"]
+        lines += [
+            f"Content-Length: {len(payload)}",
+            *(f"{k}: {v}" for k, v in (headers or {}).items()),
+            "",
+            "",
+        ]
+        self.sock = socket.create_connection((parsed.hostname, parsed.port), timeout=120)
+        self.sock.sendall("\r\n".join(lines).encode() + payload)
+        self.received = b""
+
+    def read_until_body(self, min_body_bytes: int = 1) -> bytes:
+        """Block until the headers and at least `min_body_bytes` of body have arrived."""
+        while True:
+            head, sep, body = self.received.partition(b"\r\n\r\n")
+            if sep and len(body) >= min_body_bytes:
+                return head
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"server closed the connection; got {self.received[:300]!r}")
+            self.received += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def metrics(url: str) -> dict[str, float]:
+    """The server's /metrics as {'name{label="v"}': value} (counters without _total suffix removal)."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values
+
+
+def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
