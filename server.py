@@ -30,7 +30,12 @@ def parse_flags(argv: list[str] | None) -> dict[str, object]:
         "--model-dir", type=Path, help="model directory (default: TTS_MODEL_DIR or XDG cache)"
     )
     parser.add_argument("--max-input-chars", type=int, help="longest accepted input (default 50000)")
-    parser.add_argument("--max-pending", type=int, help="requests queued or in synthesis before 503 (default 64)")
+    parser.add_argument(
+        "--max-pending", type=int, help="requests queued or in synthesis before 503 (default 64)"
+    )
+    parser.add_argument(
+        "--api-key", help="require `Authorization: Bearer <key>` on /v1/* (prefer TTS_API_KEY)"
+    )
     parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
 

@@ -36,3 +36,23 @@ def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     server = ServerProcess(tiny_model_dir, tmp_path_factory.mktemp("logs") / "tiny-server.log").wait_ready()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_server_multi(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """Two workers and two HTTP server processes: requests cross process boundaries."""
+    log = tmp_path_factory.mktemp("logs") / "tiny-server-multi.log"
+    server = ServerProcess(
+        tiny_model_dir, log, "--workers-per-device", "2", "--api-servers", "2"
+    ).wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["tiny_server", "tiny_server_multi"], ids=["1-worker", "2-workers-2-api-servers"])
+def any_server(request: pytest.FixtureRequest) -> ServerProcess:
+    """Each server configuration in turn."""
+    server: ServerProcess = request.getfixturevalue(request.param)
+    return server

@@ -18,7 +18,14 @@ import torch
 REPO_ID = "hexgrad/Kokoro-82M"
 FRAMES_PER_TOKEN = 2
 SAMPLES_PER_FRAME = 600
-VOICES = ("af_heart", "af_bella", "af_sky", "am_michael", "bf_emma", "ef_dora", "jf_alpha", "zf_xiaobei")
+# The 54 ids of Kokoro-82M v1.0, with random packs: the tiny server knows the same voices as the real one.
+VOICES = (
+    "af_alloy af_aoede af_bella af_heart af_jessica af_kore af_nicole af_nova af_river af_sarah af_sky "
+    "am_adam am_echo am_eric am_fenrir am_liam am_michael am_onyx am_puck am_santa bf_alice bf_emma "
+    "bf_isabella bf_lily bm_daniel bm_fable bm_george bm_lewis ef_dora em_alex em_santa ff_siwis hf_alpha "
+    "hf_beta hm_omega hm_psi if_sara im_nicola jf_alpha jf_gongitsune jf_nezumi jf_tebukuro jm_kumo pf_dora "
+    "pm_alex pm_santa zf_xiaobei zf_xiaoni zf_xiaoxiao zf_xiaoyi zm_yunjian zm_yunxi zm_yunxia zm_yunyang"
+).split()
 SUBMODULES = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
 
 TINY_CONFIG = {

@@ -40,7 +40,13 @@ def build_server(settings: Settings, shared: Shared) -> ls.LitServer:
         languages=installed_languages(),
     )
     accelerator = resolve_accelerator(settings)
-    gateway = {"context": context, "shared": shared, "path": SPEECH_PATH, "max_pending": settings.max_pending}
+    gateway = {
+        "context": context,
+        "shared": shared,
+        "path": SPEECH_PATH,
+        "max_pending": settings.max_pending,
+        "api_key": settings.api_key.get_secret_value() if settings.api_key else None,
+    }
     server = ls.LitServer(
         SpeechAPI(settings, shared),
         accelerator=accelerator,

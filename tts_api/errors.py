@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["InputTooLong", "InvalidRequest", "NotFound", "Overloaded", "TTSError"]
+__all__ = ["InputTooLong", "InvalidRequest", "NotFound", "Overloaded", "TTSError", "Unauthorized"]
 
 
 class TTSError(Exception):
@@ -62,6 +62,17 @@ class InputTooLong(InvalidRequest):
 
     status = 413
     code = "input_too_long"
+
+
+class Unauthorized(TTSError):
+    """Raised when the server requires an API key and the request has none or a wrong one."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class NotFound(TTSError):

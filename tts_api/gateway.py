@@ -1,6 +1,7 @@
 """The speech route's front door, in every API-server process: validate, admit, relay, watch.
 
 A pure ASGI middleware around the LitServe app. For `POST /v1/audio/speech` it
+- checks the API key of every `/v1/` request when one is configured (401 otherwise);
 - validates the body with the same schema the workers use, answering 4xx OpenAI-shaped JSON
   before anything is queued (LitServe would answer 200 with an empty body);
 - admits the request onto the cancel board, or answers 503 with Retry-After when the server
@@ -18,6 +19,7 @@ Every HTTP response of the app gets an `X-Request-Id`.
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import logging
 import time
@@ -26,7 +28,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .audio import MEDIA_TYPES
-from .errors import InputTooLong, InvalidRequest, Overloaded, TTSError
+from .errors import InputTooLong, InvalidRequest, Overloaded, TTSError, Unauthorized
 from .frames import TICKET_KEY, Frame, FrameError, Ticket
 from .schemas import RequestContext, SpeechRequest, parse_speech_request
 from .shared import Shared
@@ -93,9 +95,17 @@ class SpeechGateway:
     """ASGI middleware: see the module docstring."""
 
     def __init__(
-        self, app: ASGIApp, *, context: RequestContext, shared: Shared, path: str, max_pending: int
+        self,
+        app: ASGIApp,
+        *,
+        context: RequestContext,
+        shared: Shared,
+        path: str,
+        max_pending: int,
+        api_key: str | None = None,
     ) -> None:
         self.app = app
+        self.api_key = api_key
         self.context = context
         self.shared = shared
         self.path = path
@@ -108,6 +118,11 @@ class SpeechGateway:
             return
         ticket = Ticket.issue(_header(scope, b"x-request-id"))
         send = _tag_with_request_id(send, ticket.request_id)
+        if self.api_key is not None and scope["path"].startswith("/v1/") and not self._authorized(scope):
+            await error_response(
+                send, Unauthorized("missing or incorrect API key; send Authorization: Bearer <key>")
+            )
+            return
         if scope["path"] != self.path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
@@ -137,6 +152,12 @@ class SpeechGateway:
                 self.shared.counters.observe("tts_time_to_first_audio_seconds", [relay.first_audio_s])
             if relay.refused_by_litserve:
                 self.shared.board.close(ticket.key)  # never queued, so no worker will close it
+
+    def _authorized(self, scope: Scope) -> bool:
+        scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), str(self.api_key).encode()
+        )
 
     async def _forward(
         self, scope: Scope, receive: Receive, speech: SpeechRequest, ticket: Ticket, relay: _Relay

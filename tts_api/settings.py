@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Device", "Settings", "default_model_dir"]
@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default_factory=default_model_dir)
     # Long-form is a core use, so well above OpenAI's 4096, but bounded.
     max_input_chars: int = Field(default=50_000, ge=1)
+    # When set, /v1/* requires `Authorization: Bearer <key>` (what the OpenAI SDK sends).
+    api_key: SecretStr | None = None
     # Requests queued or being synthesized, server-wide; beyond it new ones get 503 + Retry-After.
     max_pending: int = Field(default=64, ge=1)
     # 0 = share the cores evenly between the workers of one machine.
