@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.serverproc import ServerProcess
-from tests.tiny_model import build_tiny_model_dir
+from tests.tiny_model import build_tiny_model_dir, tiny_samples
 from tts_api.layout import ModelDir
 from tts_api.settings import Settings
 
@@ -56,3 +56,15 @@ def any_server(request: pytest.FixtureRequest) -> ServerProcess:
     """Each server configuration in turn."""
     server: ServerProcess = request.getfixturevalue(request.param)
     return server
+
+
+@pytest.fixture(scope="session")
+def tiny_expected() -> Callable[..., int]:
+    """Exact audio samples the tiny model gives for a text: `tiny_expected(text, speed=1.0)`."""
+    from kokoro import KPipeline
+
+    from tts_api.engine import REPO_ID, offline_spacy
+
+    with offline_spacy():
+        quiet = KPipeline(lang_code="a", repo_id=REPO_ID, model=False)
+    return lambda text, speed=1.0, normalize=True: tiny_samples(quiet, text, speed=speed, normalize=normalize)

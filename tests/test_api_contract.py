@@ -16,7 +16,7 @@ import pytest
 from tests.audio_check import decode
 from tests.rawclient import RawRequest, metrics, wait_for
 from tests.serverproc import ServerProcess
-from tests.tiny_model import expected_samples
+from tts_api.text import plan_chunks
 
 pytestmark = pytest.mark.server
 SPEECH = "/v1/audio/speech"
@@ -25,20 +25,8 @@ FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 # encoder delay (LAME 576 + decoder 529, AAC 1024 samples); a whole MP3 file's LAME header does.
 PRIMING = {("mp3", True): 1105, ("aac", True): 1024, ("aac", False): 1024}
 FRAME = {"mp3": 576, "aac": 1024, "opus": 480, "flac": 0, "wav": 0, "pcm": 0}
-EIGHT_LINES = "\n".join(f"Sentence number {i} is spoken as its own chunk." for i in range(8))
-
-
-@pytest.fixture(scope="module")
-def chunk_phonemes() -> Callable[[str], list[int]]:
-    """Vocab symbols per pipeline chunk, from the same G2P the server runs (no model)."""
-    from kokoro import KPipeline
-
-    from tts_api.engine import REPO_ID, offline_spacy
-
-    with offline_spacy():
-        quiet = KPipeline(lang_code="a", repo_id=REPO_ID, model=False)
-    vocab = json.loads((Path(__file__).parents[1] / "tts_api/data/kokoro-config.json").read_text())["vocab"]
-    return lambda text: [sum(ch in vocab for ch in r.phonemes) for r in quiet(text)]
+# Paragraphs are always chunk boundaries: at least eight chunks.
+EIGHT_PARAGRAPHS = "\n\n".join(f"Paragraph number {i} is spoken as its own chunk." for i in range(8))
 
 
 def speech(server: ServerProcess, body: dict, **kwargs: object) -> httpx.Response:
@@ -54,14 +42,14 @@ def idle(server: ServerProcess) -> dict[str, float]:
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole-file"])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_decodes_to_the_synthesized_duration(
-    tiny_server: ServerProcess, chunk_phonemes: Callable[[str], list[int]], fmt: str, stream: bool
+    tiny_server: ServerProcess, tiny_expected: Callable[..., int], fmt: str, stream: bool
 ) -> None:
     text = "Every format.\nDecodes to the right length."
     response = speech(tiny_server, {"input": text, "response_format": fmt, "stream": stream})
     assert response.status_code == 200
     samples, rate = decode(response.content, fmt)
     decoded_at_24k = len(samples) * 24_000 // rate
-    expected = sum(expected_samples(n) for n in chunk_phonemes(text)) + PRIMING.get((fmt, stream), 0)
+    expected = tiny_expected(text) + PRIMING.get((fmt, stream), 0)
     assert abs(decoded_at_24k - expected) <= FRAME[fmt], (decoded_at_24k, expected)
     if not stream:
         assert int(response.headers["content-length"]) == len(response.content)
@@ -72,14 +60,16 @@ def test_first_bytes_arrive_before_the_last_chunk_is_synthesized(
     tiny_server: ServerProcess, fmt: str
 ) -> None:
     before = idle(tiny_server)
-    client = RawRequest(tiny_server.url + SPEECH, {"input": EIGHT_LINES, "response_format": fmt})
+    client = RawRequest(tiny_server.url + SPEECH, {"input": EIGHT_PARAGRAPHS, "response_format": fmt})
     head = client.read_until_body()
     synthesized = (
         metrics(tiny_server.url)["tts_chunks_synthesized_total"] - before["tts_chunks_synthesized_total"]
     )
     client.close()
     assert b"200 OK" in head.split(b"\r\n")[0]
-    assert synthesized < 8, "the first bytes only came after every chunk was synthesized"
+    planned = len(plan_chunks(EIGHT_PARAGRAPHS))
+    assert planned >= 8
+    assert synthesized < planned, "the first bytes only came after every chunk was synthesized"
 
 
 @pytest.mark.parametrize(
@@ -109,7 +99,7 @@ def test_the_openai_sdk_reads_server_sent_events(tiny_server: ServerProcess) -> 
     with client.audio.speech.with_streaming_response.create(
         model="gpt-4o-mini-tts",
         voice="af_heart",
-        input="One.\nTwo.",
+        input="One.\n\nTwo.",
         response_format="pcm",
         stream_format="sse",
     ) as response:
@@ -117,13 +107,15 @@ def test_the_openai_sdk_reads_server_sent_events(tiny_server: ServerProcess) -> 
         events = [
             json.loads(line[len("data: ") :]) for line in response.iter_lines() if line.startswith("data: ")
         ]
-    assert [e["type"] for e in events[:-1]] == ["speech.audio.delta"] * (len(events) - 1)
-    assert events[-1]["type"] == "speech.audio.done"
+    kinds = [e["type"] for e in events]
+    assert set(kinds[:-1]) == {"speech.audio.delta", "speech.word_timestamps"}
+    assert kinds[-1] == "speech.audio.done"
     usage = events[-1]["usage"]
     assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
-    audio = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
-    assert len(audio) == 2 * 600 * usage["output_tokens"]
+    audio = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    gap = round(0.7 * 24_000)  # the paragraph break between the two chunks
+    assert len(audio) == 2 * (600 * usage["output_tokens"] + gap)
 
 
 def test_the_openai_sdk_error_carries_the_servers_message(tiny_server: ServerProcess) -> None:
@@ -279,7 +271,7 @@ def test_an_api_key_protects_the_v1_routes_but_not_health(strict_server: ServerP
 def test_a_full_server_answers_503_with_retry_after(strict_server: ServerProcess) -> None:
     auth = {"Authorization": "Bearer s3cret"}
     busy = RawRequest(
-        strict_server.url + SPEECH, {"input": EIGHT_LINES, "response_format": "pcm"}, headers=auth
+        strict_server.url + SPEECH, {"input": EIGHT_PARAGRAPHS, "response_format": "pcm"}, headers=auth
     )
     busy.read_until_body()
     try:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.tiny_model import FRAMES_PER_TOKEN, SAMPLES_PER_FRAME
 from tts_api import engine as engine_module
 from tts_api.engine import Engine, G2PUnavailable
+from tts_api.text import plan_chunks
 from tts_api.voices import VoiceBlend, VoiceCatalogue
 
 
@@ -33,13 +34,39 @@ def test_a_blend_is_the_weighted_mean_of_its_voices(engine: Engine, tiny_model_d
     assert engine.voice(catalogue.resolve("af_bella(6)+af_sky(2)")) is mixed  # cached by canonical key
 
 
-def test_synthesis_yields_one_chunk_per_line_with_pinned_durations(engine: Engine) -> None:
-    chunks = list(engine.synthesize("One line.\nAnother line.", VoiceBlend((("af_heart", 1.0),))))
-    assert len(chunks) == 2
+def test_synthesis_follows_the_plan_with_exact_gaps(
+    engine: Engine, tiny_expected: Callable[..., int]
+) -> None:
+    text = "One short sentence.\n\nA new paragraph [pause:0.5s] after a pause."
+    chunks = list(engine.synthesize(text, VoiceBlend((("af_heart", 1.0),))))
+    plan = plan_chunks(text)
+    assert [c.graphemes for c in chunks] == [c.text for c in plan]
+    assert sum(len(c.audio) for c in chunks) == tiny_expected(text)
+    pause = chunks[2].audio
+    assert len(pause) == round(0.5 * 24_000) and not pause.any()  # exact silence, no model call
     for chunk in chunks:
-        tokens = sum(ch in engine.model.vocab for ch in chunk.phonemes) + 2
-        assert len(chunk.audio) == tokens * FRAMES_PER_TOKEN * SAMPLES_PER_FRAME
         assert chunk.audio.dtype == np.float32 and np.isfinite(chunk.audio).all()
+
+
+def test_words_are_timed_in_order_inside_the_audio(engine: Engine) -> None:
+    text = "Hello **world**, meet the engine.\n\nIt times every word."
+    chunks = list(engine.synthesize(text, VoiceBlend((("af_heart", 1.0),))))
+    words = [w for c in chunks for w in c.words]
+    assert [w.word for w in words] == [
+        "Hello",
+        "world",
+        "meet",
+        "the",
+        "engine",
+        "It",
+        "times",
+        "every",
+        "word",
+    ]
+    assert all(text[w.char_start : w.char_end] == w.word for w in words)
+    total_s = sum(len(c.audio) for c in chunks) / 24_000
+    starts = [w.start for w in words]
+    assert starts == sorted(starts) and all(0 <= w.start <= w.end <= total_s for w in words)
 
 
 def test_a_missing_spacy_model_is_explained_not_downloaded(

@@ -16,26 +16,11 @@ import pytest
 import soundfile
 
 from tests.serverproc import ServerProcess
-from tests.tiny_model import expected_samples
+from tts_api.text import plan_chunks
 
 pytestmark = pytest.mark.server
 SPEECH = "/v1/audio/speech"
 THREE_LINES = "The first line is here.\nA second line follows it.\nAnd the third line ends it."
-
-
-@pytest.fixture(scope="module")
-def chunk_phonemes() -> Callable[[str], list[int]]:
-    """Vocab symbols per pipeline chunk, from the same G2P the server runs (no model)."""
-    import json
-
-    from kokoro import KPipeline
-
-    from tts_api.engine import REPO_ID, offline_spacy
-
-    with offline_spacy():
-        quiet = KPipeline(lang_code="a", repo_id=REPO_ID, model=False)
-    vocab = json.loads((Path(__file__).parents[1] / "tts_api/data/kokoro-config.json").read_text())["vocab"]
-    return lambda text: [sum(ch in vocab for ch in r.phonemes) for r in quiet(text)]
 
 
 def post(server: ServerProcess, body: dict, **kwargs: object) -> httpx.Response:
@@ -49,7 +34,7 @@ def test_health_says_ready_once_the_model_is_loaded(tiny_server: ServerProcess) 
 
 
 def test_pcm_streams_one_piece_per_synthesized_chunk(
-    tiny_server: ServerProcess, chunk_phonemes: Callable[[str], list[int]]
+    tiny_server: ServerProcess, tiny_expected: Callable[..., int]
 ) -> None:
     pieces = []
     with httpx.stream(
@@ -60,14 +45,13 @@ def test_pcm_streams_one_piece_per_synthesized_chunk(
         assert r.headers["transfer-encoding"] == "chunked"
         for piece in r.iter_raw():
             pieces.append(piece)
-    counts = chunk_phonemes(THREE_LINES)
-    assert len(counts) == 3
+    assert len(plan_chunks(THREE_LINES)) == 3
     assert len(pieces) >= 2, "audio arrived in one piece: it was not streamed"
-    assert sum(len(p) for p in pieces) == 2 * sum(expected_samples(n) for n in counts)
+    assert sum(len(p) for p in pieces) == 2 * tiny_expected(THREE_LINES)
 
 
 def test_wav_stream_has_an_unknown_length_header_and_decodes(
-    tiny_server: ServerProcess, chunk_phonemes: Callable[[str], list[int]]
+    tiny_server: ServerProcess, tiny_expected: Callable[..., int]
 ) -> None:
     response = post(tiny_server, {"input": THREE_LINES, "response_format": "wav"})
     assert response.status_code == 200
@@ -79,12 +63,12 @@ def test_wav_stream_has_an_unknown_length_header_and_decodes(
     assert riff_size == data_size == 0xFFFFFFFF
     samples, rate = soundfile.read(io.BytesIO(response.content), dtype="float32")
     assert rate == 24_000 and samples.ndim == 1
-    assert len(samples) == sum(expected_samples(n) for n in chunk_phonemes(THREE_LINES))
+    assert len(samples) == tiny_expected(THREE_LINES)
     assert np.isfinite(samples).all()
 
 
 def test_stream_false_returns_a_whole_wav_with_true_sizes(
-    tiny_server: ServerProcess, chunk_phonemes: Callable[[str], list[int]]
+    tiny_server: ServerProcess, tiny_expected: Callable[..., int]
 ) -> None:
     text = "A complete file, please."
     response = post(tiny_server, {"input": text, "response_format": "wav", "stream": False})
@@ -92,15 +76,14 @@ def test_stream_false_returns_a_whole_wav_with_true_sizes(
     assert int(response.headers["content-length"]) == len(response.content)
     with wave.open(io.BytesIO(response.content)) as wav:
         assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (24_000, 1, 2)
-        assert wav.getnframes() == sum(expected_samples(n) for n in chunk_phonemes(text))
+        assert wav.getnframes() == tiny_expected(text)
 
 
-def test_speed_changes_the_length(
-    tiny_server: ServerProcess, chunk_phonemes: Callable[[str], list[int]]
-) -> None:
-    text = "Faster please."
+def test_speed_changes_the_length(tiny_server: ServerProcess, tiny_expected: Callable[..., int]) -> None:
+    text = "Faster please. The gaps shrink too."
     response = post(tiny_server, {"input": text, "response_format": "pcm", "speed": 2.0})
-    assert len(response.content) == 2 * sum(expected_samples(n, speed=2.0) for n in chunk_phonemes(text))
+    assert len(response.content) == 2 * tiny_expected(text, speed=2.0)
+    assert tiny_expected(text, speed=2.0) < tiny_expected(text)
 
 
 @pytest.mark.parametrize(

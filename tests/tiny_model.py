@@ -101,3 +101,26 @@ def expected_samples(phoneme_count: int, speed: float = 1.0) -> int:
     """Audio samples the tiny model produces for one chunk of `phoneme_count` vocab symbols."""
     frames = max(1, round(FRAMES_PER_TOKEN / speed))
     return (phoneme_count + 2) * frames * SAMPLES_PER_FRAME  # +2: the BOS/EOS tokens
+
+
+def tiny_samples(quiet_pipeline, text: str, *, speed: float = 1.0, normalize: bool = True) -> int:  # type: ignore[no-untyped-def]
+    """What the server sends for `text` on the tiny model: planned chunks, pinned durations, exact gaps.
+
+    The tiny model is loud in every 5 ms frame, so the engine trims nothing: each piece is its raw
+    audio, preceded by the gap the plan owes after the previous chunk (pauses are exact silence).
+    """
+    from tts_api.seams import silence
+    from tts_api.text import GAP_AFTER_S, plan_chunks
+
+    vocab = tiny_config()["vocab"]
+    total, gap = 0, 0.0
+    for chunk in plan_chunks(text, normalize=normalize):
+        if chunk.is_pause:
+            total += len(silence(gap + chunk.pause_s))
+            gap = 0.0
+            continue
+        for result in quiet_pipeline(chunk.text, split_pattern=None):
+            total += len(silence(gap)) + expected_samples(sum(ch in vocab for ch in result.phonemes), speed)
+            gap = GAP_AFTER_S["clause"] / speed
+        gap = chunk.gap_after_s / speed
+    return total

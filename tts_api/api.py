@@ -105,7 +105,12 @@ class SpeechAPI(ls.LitAPI):
             return
         request = job.request
         chunks = self.engine.synthesize(
-            request.input, job.voice, speed=request.speed, lang_code=job.lang_code, seed=request.seed
+            request.input,
+            job.voice,
+            speed=request.speed,
+            lang_code=job.lang_code,
+            seed=request.seed,
+            normalize=request.normalize,
         )
         stage = "queued"
         try:
@@ -146,11 +151,14 @@ class SpeechAPI(ls.LitAPI):
         counters.add("tts_open_encoders")
         progress = _Progress()
         try:
+            wants_words = request.stream and request.stream_format != "audio"
             for chunk in outputs:
                 progress.add(chunk)
                 data = encoder.write(chunk.audio)
                 if data:
                     yield ticket.audio_frame(data)
+                if wants_words and chunk.words:
+                    yield ticket.words_frame([w.to_dict() for w in chunk.words])
             if "cancelled" in context:
                 self._log_cancel(job, context["cancelled"], progress)
                 return

@@ -22,7 +22,10 @@ from kokoro import KModel, KPipeline
 
 from .audio import SAMPLE_RATE
 from .layout import ModelDir
-from .voices import VoiceBlend
+from .seams import shape_piece, silence
+from .text import GAP_AFTER_S, plan_chunks
+from .timestamps import WordTiming, word_timings
+from .voices import ENGLISH, VoiceBlend
 
 __all__ = [
     "Engine",
@@ -50,12 +53,13 @@ class G2PUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class SpeechChunk:
-    """One synthesized piece of the request: 24 kHz mono float32 audio and what it says."""
+    """One piece of the response: 24 kHz mono float32 audio, ready to append, and what it says."""
 
     audio: npt.NDArray[np.float32]
     graphemes: str
     phonemes: str
     frames: int  # model duration steps (25 ms each at speed 1)
+    words: tuple[WordTiming, ...] = ()  # English only; times from the start of the response
 
 
 @contextlib.contextmanager
@@ -132,8 +136,8 @@ class Engine:
     lazily (English up front), mix and cache voice blends, yield audio chunk by chunk.
     """
 
-    def __init__(self, model_dir: Path, device: str, *, preload_languages: str = "a") -> None:
-        self.files = ModelDir(model_dir).require()
+    def __init__(self, model_dir: Path | str, device: str, *, preload_languages: str = "a") -> None:
+        self.files = ModelDir(Path(model_dir)).require()
         self.device = device
         self.model = load_model(self.files, device)
         self._pipelines: dict[str, KPipeline] = {}
@@ -183,22 +187,46 @@ class Engine:
         speed: float = 1.0,
         lang_code: str | None = None,
         seed: int | None = None,
+        normalize: bool = True,
     ) -> Generator[SpeechChunk, None, None]:
-        """Yield the speech for `text` one pipeline chunk at a time.
+        """Yield the speech for `text` chunk by chunk, as planned by `plan_chunks` (short first).
 
-        Kokoro's vocoder draws random noise; a `seed` makes the audio reproducible.
+        Pauses are silence that never reaches the model; between chunks goes the gap the plan asks
+        for (scaled by speed). Kokoro's vocoder draws random noise; a `seed` makes it reproducible.
         """
-        pipeline = self.pipeline(lang_code or voice.lang_code)
+        lang = lang_code or voice.lang_code
+        pipeline = self.pipeline(lang)
+        pack = self.voice(voice)
         if seed is not None:
             torch.manual_seed(seed)
-        for result in pipeline(text, voice=self.voice(voice), speed=speed):
-            if result.audio is None:
+        elapsed = 0  # samples already yielded
+        gap_s = 0.0  # silence owed before the next piece
+        for chunk in plan_chunks(text, normalize=normalize and lang in ENGLISH):
+            if chunk.is_pause:
+                pause = silence(gap_s + chunk.pause_s)
+                gap_s = 0.0
+                elapsed += len(pause)
+                yield SpeechChunk(audio=pause, graphemes="", phonemes="", frames=0)
                 continue
-            audio = result.audio.detach().cpu().numpy().astype(np.float32, copy=False)
-            frames = int(result.pred_dur.sum()) if result.pred_dur is not None else 0
-            yield SpeechChunk(
-                audio=audio, graphemes=result.graphemes, phonemes=result.phonemes, frames=frames
-            )
+            for result in pipeline(chunk.text, voice=pack, speed=speed, split_pattern=None):
+                if result.audio is None:
+                    continue
+                raw = result.audio.detach().cpu().numpy().astype(np.float32, copy=False)
+                shaped = shape_piece(raw, gap_before_s=gap_s)
+                start_s, end_s = elapsed / SAMPLE_RATE, (elapsed + len(shaped.audio)) / SAMPLE_RATE
+                words = word_timings(
+                    result.tokens or (),
+                    chunk,
+                    text,
+                    shift_s=start_s + shaped.shift_s,
+                    start_s=start_s,
+                    end_s=end_s,
+                )
+                elapsed += len(shaped.audio)
+                frames = int(result.pred_dur.sum()) if result.pred_dur is not None else 0
+                yield SpeechChunk(shaped.audio, result.graphemes, result.phonemes, frames, tuple(words))
+                gap_s = GAP_AFTER_S["clause"] / speed  # only when Kokoro split a chunk past 510 phonemes
+            gap_s = chunk.gap_after_s / speed
 
     def warm_up(self, voice: VoiceBlend) -> float:
         """Run one short synthesis so the first request does not pay for lazy initialisation."""

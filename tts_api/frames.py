@@ -2,7 +2,7 @@
 
 LitServe streams whatever the worker yields and ends the HTTP body the same way whether the worker
 finished or failed. So every item a worker yields is a frame: the request's private key, a kind
-(audio, end, error), the wall-clock time it was yielded, and a payload. A stream whose last frame
+(audio, words, end, error), the wall-clock time it was yielded, and a payload. A stream whose last frame
 is not `end` was cut off; the timestamp measures how long the item took to reach the front.
 """
 
@@ -23,7 +23,8 @@ __all__ = ["TICKET_KEY", "Frame", "FrameError", "Ticket"]
 # The key under which the front passes the ticket to the worker inside the request body.
 TICKET_KEY = "_tts_ticket"
 _MAGIC = b"\x00tts"
-_KINDS: dict[bytes, Literal["audio", "end", "error"]] = {b"A": "audio", b"E": "end", b"X": "error"}
+Kind = Literal["audio", "words", "end", "error"]
+_KINDS: dict[bytes, Kind] = {b"A": "audio", b"W": "words", b"E": "end", b"X": "error"}
 _CODES = {kind: code for code, kind in _KINDS.items()}
 _TIME = struct.Struct("<d")
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -35,13 +36,13 @@ class FrameError(ValueError):
 
 @dataclass(frozen=True)
 class Frame:
-    kind: Literal["audio", "end", "error"]
+    kind: Kind
     sent_at: float  # time.time() when the worker yielded it
     payload: bytes
 
-    def data(self) -> dict[str, Any]:
-        """The JSON payload of an end or error frame."""
-        return dict(json.loads(self.payload))
+    def data(self) -> Any:
+        """The JSON payload of a words, end or error frame."""
+        return json.loads(self.payload)
 
     def error(self) -> TTSError:
         """The error a worker reported, rebuilt with its status and OpenAI fields."""
@@ -79,11 +80,15 @@ class Ticket:
             raise ValueError(f"malformed ticket {data!r}")
         return cls(request_id=str(data["request_id"]), key=str(data["key"]))
 
-    def _frame(self, kind: Literal["audio", "end", "error"], payload: bytes) -> bytes:
+    def _frame(self, kind: Kind, payload: bytes) -> bytes:
         return _MAGIC + self.key.encode() + _CODES[kind] + _TIME.pack(time.time()) + payload
 
     def audio_frame(self, data: bytes) -> bytes:
         return self._frame("audio", data)
+
+    def words_frame(self, words: list[dict[str, Any]]) -> bytes:
+        """Word timestamps of the audio frames just sent."""
+        return self._frame("words", json.dumps(words).encode())
 
     def end_frame(self, **stats: Any) -> bytes:
         """The last frame of a stream that completed."""

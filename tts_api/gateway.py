@@ -7,8 +7,9 @@ A pure ASGI middleware around the LitServe app. For `POST /v1/audio/speech` it
 - admits the request onto the cancel board, or answers 503 with Retry-After when the server
   already holds `max_pending` requests;
 - gives the request a ticket (request id + private key) that travels to the worker in the body;
-- turns the worker's frames into the response the client asked for: raw audio bytes, SSE events,
-  or one complete file with Content-Length, each with the right Content-Type;
+- turns the worker's frames into the response the client asked for: raw audio bytes, SSE or NDJSON
+  events (audio deltas, word timestamps, done), or one complete file with Content-Length, each with
+  the right Content-Type;
 - makes a failure visible: a JSON error if nothing was sent yet, an SSE error event, or an aborted
   connection (never a clean end of a short file);
 - marks the request cancelled on the board when the client goes away before the end, for streamed
@@ -18,6 +19,7 @@ Every HTTP response of the app gets an `X-Request-Id`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
@@ -41,6 +43,7 @@ logger = logging.getLogger(__name__)
 _BODY_BYTES_PER_CHAR = 6
 _BODY_SLACK_BYTES = 64 * 1024
 RETRY_AFTER_S = 2
+_INLINE_PARSE_BYTES = 16 * 1024
 
 
 class _ClientGone(Exception):
@@ -128,7 +131,11 @@ class SpeechGateway:
             return
         received_at = time.monotonic()
         try:
-            speech = parse_speech_request(await _read_body(receive, self.max_body_bytes), self.context)
+            body = await _read_body(receive, self.max_body_bytes)
+            if len(body) > _INLINE_PARSE_BYTES:  # planning a long text takes milliseconds: not on the loop
+                speech = await asyncio.to_thread(parse_speech_request, body, self.context)
+            else:
+                speech = parse_speech_request(body, self.context)
             if not self.shared.board.open(ticket.key, self.max_pending):
                 raise Overloaded(
                     f"the server is busy with {self.max_pending} requests; retry shortly",
@@ -250,6 +257,8 @@ class _Relay:
                 self.first_audio_s = time.monotonic() - self.received_at
             self.audio_bytes_sent += len(frame.payload)
             await self.on_audio(frame.payload)
+        elif frame.kind == "words":
+            await self.on_words(frame.data())
         elif frame.kind == "end":
             await self.on_end(frame)
             self.finished = True
@@ -294,6 +303,9 @@ class _Relay:
     async def on_end(self, end: Frame) -> None:
         raise NotImplementedError
 
+    async def on_words(self, words: list[dict[str, Any]]) -> None:
+        """Word timestamps: only event streams carry them."""
+
     async def on_error_after_start(self, error: TTSError) -> None:
         """Cut the transfer: returning without the final chunk makes the server close the connection,
         so the client sees a broken transfer instead of a clean, silently short file."""
@@ -315,15 +327,25 @@ class _AudioStream(_Relay):
 
 
 class _EventStream(_Relay):
-    """Server-sent events: base64 audio deltas, then `speech.audio.done` (or an error event)."""
+    """Server-sent events: base64 audio deltas and word timestamps, then `speech.audio.done`.
+
+    A failure after the first event becomes an `error` event. `ndjson` sends the same events as
+    one JSON object per line.
+    """
 
     async def _event(self, event: dict[str, Any], *, more: bool = True) -> None:
+        ndjson = self.speech.stream_format == "ndjson"
         if not self.started:
-            await self.start("text/event-stream", [(b"x-accel-buffering", b"no")])
-        await self.body(f"data: {json.dumps(event)}\n\n".encode(), more=more)
+            media_type = "application/x-ndjson" if ndjson else "text/event-stream"
+            await self.start(media_type, [(b"x-accel-buffering", b"no")])
+        line = json.dumps(event)
+        await self.body(f"{line}\n".encode() if ndjson else f"data: {line}\n\n".encode(), more=more)
 
     async def on_audio(self, data: bytes) -> None:
         await self._event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+
+    async def on_words(self, words: list[dict[str, Any]]) -> None:
+        await self._event({"type": "speech.word_timestamps", "words": words})
 
     async def on_end(self, end: Frame) -> None:
         await self._event({"type": "speech.audio.done", "usage": end.data().get("usage", {})}, more=False)
@@ -354,6 +376,6 @@ class _WholeFile(_Relay):
 def _relay_for(speech: SpeechRequest, ticket: Ticket, send: Send, received_at: float) -> _Relay:
     if not speech.stream:
         return _WholeFile(speech, ticket, send, received_at)
-    if speech.stream_format == "sse":
+    if speech.stream_format in ("sse", "ndjson"):
         return _EventStream(speech, ticket, send, received_at)
     return _AudioStream(speech, ticket, send, received_at)

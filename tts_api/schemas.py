@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from .audio import ResponseFormat
 from .errors import InputTooLong, InvalidRequest, TTSError
-from .voices import LANGUAGES, VoiceBlend, VoiceCatalogue, VoiceNotFound
+from .text import InvalidPauseTag, has_speech, plan_chunks
+from .voices import ENGLISH, LANGUAGES, VoiceBlend, VoiceCatalogue, VoiceNotFound
 
 __all__ = ["MODEL_IDS", "RequestContext", "SpeechRequest", "parse_speech_request"]
 
@@ -46,11 +47,14 @@ class SpeechRequest(BaseModel):
     # OpenAI: response_format defaults to mp3.
     response_format: ResponseFormat = "mp3"
     speed: float = Field(default=1.0, ge=SPEED_MIN, le=SPEED_MAX)
-    stream_format: Literal["audio", "sse"] = "audio"
+    # Extension: "ndjson" carries the same events as "sse", one JSON object per line.
+    stream_format: Literal["audio", "sse", "ndjson"] = "audio"
     stream: bool = True
     # Accepted for compatibility; Kokoro cannot follow style instructions.
     instructions: str | None = None
     lang_code: str | None = None
+    # Extension: strip Markdown and emoji, read URLs and emails aloud (English voices).
+    normalize: bool = True
     # Extension: Kokoro's vocoder adds random noise; a seed makes the audio reproducible.
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
@@ -70,8 +74,6 @@ class SpeechRequest(BaseModel):
                 f"input is {len(text)} characters; this server accepts at most {context.max_input_chars}",
                 param="input",
             )
-        if not any(ch.isalnum() for ch in text):
-            raise ValueError("input has no speakable text")
         return text
 
     @field_validator("lang_code")
@@ -93,6 +95,10 @@ class SpeechRequest(BaseModel):
     def language(self, catalogue: VoiceCatalogue) -> str:
         """The G2P language: `lang_code` if given, else the first voice's prefix."""
         return self.lang_code or self.blend(catalogue).lang_code
+
+    def normalizes(self, catalogue: VoiceCatalogue) -> bool:
+        """Whether the text is normalized: asked for, and English (its URL reading is English)."""
+        return self.normalize and self.language(catalogue) in ENGLISH
 
 
 def _context(info: ValidationInfo) -> RequestContext:
@@ -133,6 +139,12 @@ def parse_speech_request(body: bytes | dict[str, Any], context: RequestContext) 
         raise InvalidRequest(str(exc), param="voice", code="voice_not_found") from None
     if request.lang_code is None:
         _require_language(blend.lang_code, context, f"voice {request.voice_expression!r}")
+    try:
+        chunks = plan_chunks(request.input, normalize=request.normalizes(context.catalogue))
+    except InvalidPauseTag as exc:
+        raise InvalidRequest(str(exc), param="input", code="invalid_pause_tag") from None
+    if not has_speech(chunks):
+        raise InvalidRequest("input has no speakable text", param="input")
     return request
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 __all__ = [
+    "ENGLISH",
     "LANGUAGES",
     "OPENAI_VOICES",
     "VoiceBlend",
@@ -31,6 +32,9 @@ LANGUAGES: Mapping[str, str] = {
     "p": "pt-br",
     "z": "zh",
 }
+
+# Languages misaki's English G2P reads: text normalization and word timestamps are for these.
+ENGLISH = frozenset("ab")
 
 # OpenAI's built-in voice names, mapped to the Kokoro voice closest in character.
 OPENAI_VOICES: Mapping[str, str] = {
