@@ -31,10 +31,14 @@ serve: model
 test: model
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The benchmark (bench/): the real server against the bare pipeline; QUICK=1 for the ~2-minute version.
+bench: model
+	$(PY) -m bench.run $(if $(filter-out 0,$(QUICK)),--quick)
+
 lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
-	$(PY) -m mypy tts_api server.py
+	$(PY) -m mypy tts_api server.py bench
 
 format: install
 	$(PY) -m ruff format .

@@ -1,0 +1,1 @@
+"""The tts-api benchmark: the real server against the bare Kokoro pipeline, in one run (`make bench`)."""

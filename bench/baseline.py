@@ -1,0 +1,80 @@
+"""The baseline: the bare `kokoro.KPipeline`, loaded in this process exactly as the server's worker does."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tts_api.audio import SAMPLE_RATE
+from tts_api.engine import Engine
+from tts_api.voices import VoiceCatalogue
+
+from .client import VOICE
+
+__all__ = ["BarePipeline", "BareRun"]
+
+SEED = 0  # the same seed the benchmark sends to the server
+
+
+@dataclass
+class BareRun:
+    """One pass of the pipeline over a text. Times are seconds from the call."""
+
+    chars: int
+    first_result_s: float
+    total_s: float | None = None  # None: stopped after the first result
+    audio_s: float | None = None
+    chunk_s: list[float] = field(default_factory=list)  # when each chunk's audio was ready
+    cpu_s: float | None = None  # this process's CPU seconds (all torch threads)
+
+    @property
+    def rtf(self) -> float | None:
+        return self.total_s / self.audio_s if self.total_s and self.audio_s else None
+
+    def record(self) -> dict[str, Any]:
+        return {**asdict(self), "rtf": self.rtf}
+
+
+class BarePipeline:
+    """`Engine(model_dir).pipeline("a")` with the af_heart style tensor, timed the plain way."""
+
+    def __init__(self, model_dir: Path, device: str, torch_threads: int) -> None:
+        torch.set_num_threads(torch_threads)
+        self.engine = Engine(model_dir, device)  # KModel with weight norm removed, as in the server
+        self.pipeline = self.engine.pipeline("a")  # with the offline spaCy model
+        self.voice = self.engine.voice(VoiceCatalogue.from_dir(self.engine.files.voices).resolve(VOICE))
+
+    def first_result(self, text: str) -> BareRun:
+        """Time `next(iter(pipeline(text)))`: the bare pipeline's time to its first audio."""
+        torch.manual_seed(SEED)
+        started = time.monotonic()
+        results = iter(self.pipeline(text, voice=self.voice, speed=1))
+        next(results)
+        run = BareRun(len(text), time.monotonic() - started)
+        getattr(results, "close", lambda: None)()
+        return run
+
+    def synthesize(self, text: str) -> BareRun:
+        """Time the whole iteration: first result, total, audio length and CPU."""
+        torch.manual_seed(SEED)
+        cpu = time.process_time()
+        started = time.monotonic()
+        chunk_s: list[float] = []
+        samples = 0
+        for result in self.pipeline(text, voice=self.voice, speed=1):
+            if result.audio is not None:
+                samples += len(result.audio)
+            chunk_s.append(time.monotonic() - started)
+        total = time.monotonic() - started
+        return BareRun(
+            len(text),
+            first_result_s=chunk_s[0],
+            total_s=total,
+            audio_s=samples / SAMPLE_RATE,
+            chunk_s=chunk_s,
+            cpu_s=time.process_time() - cpu,
+        )

@@ -1,0 +1,100 @@
+"""The comparison server: a plain LitServe streaming API over the same engine, without a cancel board.
+
+What a straightforward LitServe port of Kokoro looks like: the worker streams raw pcm per KPipeline
+chunk and never learns that a client left, so it synthesizes an abandoned request to its end.
+Run as its own process: `python -m bench.plain_server --port P --model-dir DIR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import litserve as ls
+
+__all__ = ["PlainSpeechAPI"]
+
+
+class PlainSpeechAPI(ls.LitAPI):
+    """POST /v1/audio/speech {"input", "voice", "seed"} -> chunked s16le 24 kHz pcm, one item per
+    KPipeline chunk, as the bare pipeline of the baseline yields them."""
+
+    def __init__(self, model_dir: str, torch_threads: int) -> None:
+        super().__init__(stream=True, api_path="/v1/audio/speech")
+        self.model_dir = model_dir
+        self.torch_threads = torch_threads
+
+    def setup(self, device: str) -> None:
+        import torch
+
+        from tts_api.engine import Engine
+        from tts_api.voices import VoiceCatalogue
+
+        torch.set_num_threads(self.torch_threads)
+        self.engine = Engine(Path(self.model_dir), device)
+        self.catalogue = VoiceCatalogue.from_dir(self.engine.files.voices)
+        self.engine.warm_up(self.catalogue.resolve("af_heart"))
+
+    # `request` stays unannotated: LitServe turns an annotation into the FastAPI body type.
+    def decode_request(self, request) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        return dict(request)
+
+    def predict(self, request: dict[str, Any]) -> Iterator[Any]:
+        import torch
+
+        voice = self.catalogue.resolve(str(request.get("voice", "af_heart")))
+        if request.get("seed") is not None:
+            torch.manual_seed(int(request["seed"]))
+        pipeline = self.engine.pipeline(voice.lang_code)
+        for result in pipeline(str(request["input"]), voice=self.engine.voice(voice), speed=1):
+            if result.audio is not None:
+                yield result.audio
+
+    def encode_response(self, outputs: Iterator[Any]) -> Iterator[bytes]:
+        from tts_api.audio import to_pcm16
+
+        for audio in outputs:
+            yield to_pcm16(audio.detach().cpu().numpy())
+
+
+def _stop_on_sigterm() -> None:
+    """LitServe shuts down cleanly on Ctrl-C only; make SIGTERM do the same in the main process."""
+    main_pid = os.getpid()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() == main_pid:
+            raise KeyboardInterrupt
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _stop_on_sigterm()
+    server = ls.LitServer(
+        PlainSpeechAPI(str(args.model_dir), args.torch_threads),
+        accelerator=args.device,
+        devices=1,
+        workers_per_device=1,
+        timeout=False,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(host="127.0.0.1", port=args.port, generate_client_file=False, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

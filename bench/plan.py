@@ -1,0 +1,71 @@
+"""How much each figure measures: the full plan (`make bench`) and the quick one (`make bench QUICK=1`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .texts import QUICK_TEXTS, TEXTS
+
+__all__ = ["FULL", "QUICK", "Plan"]
+
+SIZES = ("short", "medium", "long")
+FORMATS = ("pcm", "mp3")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Repetitions per figure. The long text is the expensive one (~80 s of audio per pass on the real
+    weights), so it runs to the end once on each side; its other first-audio samples come from streams
+    that are abandoned after the first audio (figure 6 reuses them)."""
+
+    name: str
+    texts: Mapping[str, str]
+    # Figures 1, 2, 4: requests per (size, format) on an idle server, and bare pipeline passes per size.
+    server_reps: Mapping[str, Mapping[str, int]]
+    bare_reps: Mapping[str, int]
+    # Sizes whose mp3 requests are abandoned after the first audio (time to first audio only, no RTF).
+    mp3_first_audio_only: tuple[str, ...]
+    concurrency: tuple[int, ...]  # figure 3
+    memory_requests: int  # figure 5
+    memory_concurrency: int
+    cancel_trials: Mapping[str, int]  # figure 6, per server and per measure
+    cancel_window_s: float
+    plain_idle_reps: int  # idle first-audio samples of the follow-up request on the plain server
+
+    def describe(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["texts"] = {size: {"chars": len(text), "text": text} for size, text in self.texts.items()}
+        return data
+
+
+FULL = Plan(
+    name="full",
+    texts=TEXTS,
+    server_reps={"short": {"pcm": 3, "mp3": 3}, "medium": {"pcm": 1, "mp3": 1}, "long": {"pcm": 1, "mp3": 1}},
+    bare_reps={"short": 3, "medium": 2, "long": 1},
+    mp3_first_audio_only=("long",),
+    concurrency=(1, 2, 4, 8),
+    memory_requests=200,
+    memory_concurrency=4,
+    # tts-api stops within a chunk, so its trials are cheap; the plain server's follow-up trial waits
+    # for the whole abandoned long text (~1 min).
+    cancel_trials={"tts_api": 2, "plain_litserve": 1},
+    cancel_window_s=5.0,
+    plain_idle_reps=2,
+)
+
+QUICK = Plan(
+    name="quick",
+    texts=QUICK_TEXTS,
+    server_reps={size: {"pcm": 1, "mp3": 1} for size in SIZES},
+    bare_reps=dict.fromkeys(SIZES, 1),
+    mp3_first_audio_only=("long",),
+    concurrency=(1, 2),
+    memory_requests=6,
+    memory_concurrency=4,
+    cancel_trials={"tts_api": 1, "plain_litserve": 1},
+    cancel_window_s=5.0,
+    plain_idle_reps=1,
+)

@@ -1,0 +1,107 @@
+"""PNG plots of a run: time to first audio per input size; throughput and latency versus concurrency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt
+
+__all__ = ["plot_all"]
+
+COLORS = {"bare KPipeline": "#888888", "server pcm": "#1f77b4", "server mp3": "#ff7f0e"}
+
+
+def _bar(ax: Any, x: float, summary: dict[str, Any], width: float, color: str, label: str | None) -> None:
+    p50, p95 = summary.get("p50"), summary.get("p95")
+    if p50 is None:
+        return
+    ax.bar(x, p50, width, color=color, label=label, yerr=[[0], [max(0.0, p95 - p50)]], capsize=3)
+
+
+def plot_first_audio(figure: dict[str, Any], title: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.26
+    sizes = list(figure["sizes"])
+    for i, size in enumerate(sizes):
+        data = figure["sizes"][size]
+        series = {
+            "bare KPipeline": data["baseline"],
+            "server pcm": data["server"]["pcm"],
+            "server mp3": data["server"]["mp3"],
+        }
+        for j, (name, summary) in enumerate(series.items()):
+            _bar(ax, i + (j - 1) * width, summary, width, COLORS[name], name if i == 0 else None)
+        ratio = data["ratio"]["pcm"]
+        if ratio is not None and data["server"]["pcm"]["p95"] is not None:
+            ax.annotate(
+                f"pcm {ratio:.2f}×", (i, data["server"]["pcm"]["p95"]), ha="center", va="bottom", fontsize=8
+            )
+    ax.set_xticks(range(len(sizes)), [f"{s}\n{figure['sizes'][s]['chars']} chars" for s in sizes])
+    ax.set_ylabel("time to first audio (s): bar p50, whisker p95")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_concurrency(figure: dict[str, Any], title: str, path: Path) -> None:
+    levels = figure["levels"]
+    streams = [level["streams"] for level in levels]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(streams, [level["audio_s_per_wall_s"] or 0 for level in levels], "o-", label="tts-api")
+    bare = figure["baseline"]["audio_s_per_wall_s"]["p50"]
+    if bare is not None:
+        left.axhline(bare, color=COLORS["bare KPipeline"], linestyle="--", label="bare KPipeline, 1 stream")
+    left.set_xlabel("simultaneous streams")
+    left.set_ylabel("audio seconds per wall second")
+    left.set_ylim(bottom=0)
+    left.set_xticks(streams)
+    left.legend()
+    for key, style in (("p50", "o-"), ("p95", "s--")):
+        values = [level["first_audio"][key] for level in levels]
+        right.plot(
+            streams, [v if v is not None else float("nan") for v in values], style, label=f"first audio {key}"
+        )
+    right.set_xlabel("simultaneous streams")
+    right.set_ylabel("time to first audio (s)")
+    right.set_xticks(streams)
+    right.set_ylim(bottom=0)
+    right.legend()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_memory(memory_raw: dict[str, Any], title: str, path: Path) -> None:
+    timeline = memory_raw["timeline"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.axhline(memory_raw["before"]["rss_mib"], color="#888888", linestyle="--", label="idle before")
+    ax.axhline(memory_raw["after"]["rss_mib"], color="#d62728", linestyle=":", label="idle after")
+    ax.plot([s["t_s"] for s in timeline], [s["rss_mib"] for s in timeline], ".-", label="during the requests")
+    ax.set_xlabel("seconds into the memory run")
+    ax.set_ylabel("RSS of the server tree (MiB)")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_all(result: dict[str, Any], raw: dict[str, Any], out: Path) -> list[str]:
+    """Write the PNGs into `out`; return their file names."""
+    figures = result["figures"]
+    machine = result["machine"]
+    stamp = f"{machine['cpu_model']}, {machine['logical_cores']} cores, {result['started_utc']}"
+    plot_first_audio(
+        figures["time_to_first_audio"], f"Time to first audio ({stamp})", out / "first_audio.png"
+    )
+    plot_concurrency(figures["concurrency"], f"Concurrency, medium text ({stamp})", out / "concurrency.png")
+    plot_memory(raw["memory"], f"Server tree memory ({stamp})", out / "memory.png")
+    return ["first_audio.png", "concurrency.png", "memory.png"]

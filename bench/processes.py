@@ -1,0 +1,221 @@
+"""Servers under test as processes on free loopback ports: start, wait, measure, stop the whole tree."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from .client import Metrics
+
+__all__ = ["ROOT", "CpuMeter", "Service", "free_port", "tree_memory", "tree_rss_mib"]
+
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 600.0  # loading Kokoro takes 10-30 s on a quiet 2-core box, much longer when it is busy
+IDLE_TIMEOUT_S = 600.0  # an abandoned long stream on the plain server runs to its end (~1-2 min)
+QUIET_CPU_FRACTION = 0.2  # of one core: what an idle server tree stays under (its loops poll queues)
+QUIET_SAMPLE_S = 0.5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Service:
+    """One server process started by the benchmark: its URL, its log, and every process it started."""
+
+    def __init__(
+        self, name: str, command: Sequence[str], log_path: Path, port: int, *, has_metrics: bool = False
+    ) -> None:
+        self.name = name
+        self.url = f"http://127.0.0.1:{port}"
+        self.metrics = Metrics(self.url) if has_metrics else None
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            list(command),
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            start_new_session=True,  # its own process group: nothing it starts can outlive the run
+        )
+        self._seen: dict[int, psutil.Process] = {}
+
+    @classmethod
+    def tts_api(cls, model_dir: Path, log_dir: Path, device: str) -> Service:
+        """`python server.py` with its defaults, as a user runs it."""
+        port = free_port()
+        command = [sys.executable, str(ROOT / "server.py"), "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--model-dir", str(model_dir), "--device", device]
+        return cls("tts-api", command, log_dir / "tts-api.log", port, has_metrics=True)
+
+    @classmethod
+    def plain_litserve(cls, model_dir: Path, log_dir: Path, device: str, torch_threads: int) -> Service:
+        """bench/plain_server.py: a plain LitServe streaming API over the same engine."""
+        port = free_port()
+        command = [sys.executable, "-m", "bench.plain_server", "--port", str(port), "--device", device]
+        command += ["--model-dir", str(model_dir), "--torch-threads", str(torch_threads)]
+        return cls("plain-litserve", command, log_dir / "plain-litserve.log", port)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> Service:
+        """Poll GET /health until 200; raise with the log's tail if the server dies or never gets there."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.log()[-4000:]}"
+                )
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    self.tree()
+                    return self
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log()[-4000:]}")
+
+    def wait_idle(self, timeout: float = IDLE_TIMEOUT_S) -> float:
+        """Block until the server has nothing in flight; return the seconds waited.
+
+        tts-api says so itself: no cancel-board entries (a worker clears its entry only when the
+        job has stopped) and no open encoders. For another server, a tree using less than
+        QUIET_CPU_FRACTION of a core means its worker has stopped synthesizing.
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if self.metrics is not None:
+                values = self.metrics.scrape()
+                if values["tts_cancel_board_entries"] == 0 and values["tts_open_encoders"] == 0:
+                    return time.monotonic() - started
+                time.sleep(0.05)
+                continue
+            meter = CpuMeter(self.tree())
+            time.sleep(QUIET_SAMPLE_S)
+            if meter.read(self.tree()) < QUIET_CPU_FRACTION * QUIET_SAMPLE_S:
+                return time.monotonic() - started - QUIET_SAMPLE_S
+        raise TimeoutError(f"{self.name} still busy after {timeout:.0f} s")
+
+    def tree(self) -> list[psutil.Process]:
+        """The main process and all its descendants alive now (remembered, so stop() finds them all)."""
+        try:
+            main = psutil.Process(self.process.pid)
+            processes = [main, *main.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+        self._seen.update((p.pid, p) for p in processes)
+        return processes
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM like `docker stop`, then kill whatever is left of the tree and its process group."""
+        tree = list({**self._seen, **{p.pid: p for p in self.tree()}}.values())
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        _, survivors = psutil.wait_procs(tree, timeout=5)
+        for proc in survivors:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self._log.close()
+
+
+class CpuMeter:
+    """CPU seconds (user + system) used by a changing set of processes since the meter was made.
+
+    Each process counts its own time only, remembered after it exits: a parent's `children_*`
+    times would count an exited child a second time.
+    """
+
+    def __init__(self, processes: Sequence[psutil.Process] = ()) -> None:
+        self._start: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        for proc in processes:
+            seconds = _own_cpu(proc)
+            if seconds is not None:
+                self._start[proc.pid] = self._last[proc.pid] = seconds
+
+    def read(self, processes: Sequence[psutil.Process]) -> float:
+        """CPU seconds since the meter was made, by `processes` and every process seen before."""
+        for proc in processes:
+            seconds = _own_cpu(proc)
+            if seconds is not None:
+                self._last[proc.pid] = seconds
+        return sum(last - self._start.get(pid, 0.0) for pid, last in self._last.items())
+
+
+def _own_cpu(proc: psutil.Process) -> float | None:
+    try:
+        times = proc.cpu_times()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    return float(times.user + times.system)
+
+
+def tree_rss_mib(processes: Sequence[psutil.Process]) -> float:
+    """Resident memory of the processes, summed, in MiB (cheap enough to sample often)."""
+    total = 0
+    for proc in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += proc.memory_info().rss
+    return total / 2**20
+
+
+def tree_memory(processes: Sequence[psutil.Process]) -> dict[str, Any]:
+    """Resident (RSS) and unique (USS) memory of the processes, in MiB, summed and per process.
+
+    RSS counts pages shared between forked processes once per process; USS counts only the pages
+    a process alone holds, so the USS sum is what the tree as a whole would free.
+    """
+    rows = []
+    for proc in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            info = proc.memory_full_info()
+            rows.append(
+                {
+                    "pid": proc.pid,
+                    "name": _role(proc),
+                    "rss_mib": info.rss / 2**20,
+                    "uss_mib": info.uss / 2**20,
+                }
+            )
+    return {
+        "rss_mib": sum(r["rss_mib"] for r in rows),
+        "uss_mib": sum(r["uss_mib"] for r in rows),
+        "processes": rows,
+    }
+
+
+def _role(proc: psutil.Process) -> str:
+    """A short name for a process of the tree: main, worker (spawned), or the forked helpers."""
+    try:
+        cmdline = " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return "?"
+    if "spawn_main" in cmdline:
+        return "inference worker"
+    if "resource_tracker" in cmdline:
+        return "resource tracker"
+    if "server.py" in cmdline or "plain_server" in cmdline:
+        return "main or forked (http server / manager)"
+    return cmdline[:80]

@@ -1,0 +1,175 @@
+"""The benchmark cannot rot: its quick mode runs end to end on the tiny model and writes every figure.
+
+Only the shape of the results is checked, never a speed: the tiny model's timings mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.stats import histogram_quantile, summarize
+
+pytestmark = pytest.mark.server
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT_S = 900  # ~1.5 min on a quiet 2-core box; much more when other work shares the cores
+SIZES = ("short", "medium", "long")
+
+
+class QuickRun:
+    def __init__(self, out: Path, stdout: str) -> None:
+        self.out = out
+        self.stdout = stdout
+        self.result: dict[str, Any] = json.loads((out / "results.json").read_text())
+        self.figures: dict[str, Any] = self.result["figures"]
+
+
+@pytest.fixture(scope="module")
+def quick(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+    out = tmp_path_factory.mktemp("bench-results")
+    command = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--quick",
+        "--model-dir",
+        str(tiny_model_dir),
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, f"bench.run failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    return QuickRun(out, done.stdout)
+
+
+def assert_summary(summary: dict[str, Any], *, n: int | None = None) -> None:
+    """A p50/p95 summary of real samples."""
+    assert summary["n"] == len(summary["samples"]) > 0
+    if n is not None:
+        assert summary["n"] == n
+    assert all(isinstance(v, float) and math.isfinite(v) for v in summary["samples"])
+    assert summary["p50"] is not None and summary["p95"] is not None
+    assert min(summary["samples"]) <= summary["p50"] <= summary["p95"] <= max(summary["samples"])
+
+
+def test_time_to_first_audio_has_every_size_and_format_with_the_bare_baseline(quick: QuickRun) -> None:
+    sizes = quick.figures["time_to_first_audio"]["sizes"]
+    assert set(sizes) == set(SIZES)
+    for size in SIZES:
+        assert_summary(sizes[size]["baseline"])
+        for response_format in ("pcm", "mp3"):
+            assert_summary(sizes[size]["server"][response_format])
+            assert sizes[size]["ratio"][response_format] > 0
+
+
+def test_real_time_factor_has_every_size_with_the_bare_baseline(quick: QuickRun) -> None:
+    sizes = quick.figures["real_time_factor"]["sizes"]
+    assert set(sizes) == set(SIZES)
+    for size in SIZES:
+        assert_summary(sizes[size]["baseline"])
+        assert_summary(sizes[size]["server"]["pcm"])
+        assert sizes[size]["ratio"]["pcm"] > 0
+        assert sizes[size]["total_ratio"]["pcm"] > 0
+    for size in ("short", "medium"):  # the long mp3 stream is abandoned after its first audio
+        assert_summary(sizes[size]["server"]["mp3"])
+
+
+def test_concurrency_sweep_has_every_level_without_errors(quick: QuickRun) -> None:
+    figure = quick.figures["concurrency"]
+    assert_summary(figure["baseline"]["audio_s_per_wall_s"])
+    assert [level["streams"] for level in figure["levels"]] == list(quick.result["plan"]["concurrency"])
+    for level in figure["levels"]:
+        assert level["errors"] == 0, level["error_messages"]
+        assert_summary(level["first_audio"], n=level["streams"])
+        assert level["audio_s_per_wall_s"] > 0
+        assert level["ratio"] > 0
+        assert figure["ratio"][str(level["streams"])] == level["ratio"]
+
+
+def test_server_overhead_has_the_delivery_histogram_and_a_client_side_measure(quick: QuickRun) -> None:
+    figure = quick.figures["server_overhead"]
+    assert figure["p50"] is not None and figure["p95"] is not None
+    assert figure["delivery_idle"]["count"] > 0 and figure["samples"]
+    assert figure["delivery_under_concurrency"]["count"] > 0
+    assert_summary(figure["client_side"])
+    assert_summary(figure["baseline"])
+    assert figure["ratio"] is not None
+    assert figure["added_to_first_audio_short"]["plain_litserve_s"] is not None
+
+
+def test_memory_covers_the_mixed_requests_with_before_after_and_growth(quick: QuickRun) -> None:
+    figure = quick.figures["memory"]
+    assert figure["requests"] == quick.result["plan"]["memory_requests"]
+    assert set(figure["formats"]) == {"mp3", "opus", "aac", "flac", "wav", "pcm"}
+    assert figure["abandoned"].get("after_send") and figure["abandoned"].get("after_first_audio")
+    assert figure["errors"] == 0
+    for key in ("rss_mib", "uss_mib"):
+        assert figure["baseline"][key] > 0 and figure["after"][key] > 0
+        assert key in figure["growth_mib"]
+    assert figure["ratio"] > 0
+    assert_summary(figure["rss_during"])
+    assert figure["idle_gauges_after"] == {"tts_cancel_board_entries": 0, "tts_open_encoders": 0}
+
+
+def test_cancellation_compares_tts_api_with_plain_litserve(quick: QuickRun) -> None:
+    figure = quick.figures["cancellation"]
+    assert figure["window_s"] >= 5
+    for server in ("tts_api", "plain_litserve"):
+        data = figure["servers"][server]
+        assert_summary(data["cpu_s_after_abandon"])
+        assert_summary(data["first_audio_idle"])
+        assert_summary(data["first_audio_after_abandon"])
+        assert data["follow_up_ratio"] > 0
+    assert figure["baseline"]["server"] == "plain_litserve"
+    assert figure["baseline"]["cpu_s_after_abandon"] is not None
+    assert set(figure["ratio"]) == {"cpu_s_after_abandon", "follow_up_ratio"}
+
+
+def test_the_machine_and_the_run_are_described(quick: QuickRun) -> None:
+    result = quick.result
+    machine = result["machine"]
+    assert machine["cpu_model"] and machine["logical_cores"] >= 1
+    assert machine["torch_threads"] >= 1 and machine["server_torch_threads"] >= 1
+    assert all(machine["versions"][name] for name in ("torch", "kokoro", "litserve", "tts-api"))
+    assert result["plan"]["name"] == "quick" and result["duration_s"] > 0
+    assert set(result["load"]["phases"]) >= {"idle requests", "concurrency", "memory"}
+    assert set(result["targets"]) == {"long_first_audio_ratio", "long_total_ratio"}
+
+
+def test_plots_and_the_table_are_written(quick: QuickRun) -> None:
+    for name in ("first_audio.png", "concurrency.png", "memory.png"):
+        path = quick.out / name
+        assert path.stat().st_size > 0 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (quick.out / "results.md").read_text()
+    assert table in quick.stdout
+    for heading in ("1. Time to first audio", "2. Real-time factor", "3. Concurrency", "4. Server overhead"):
+        assert heading in table
+    assert "5. Memory" in table and "6. Cancellation" in table
+
+
+def test_histogram_quantile_interpolates_within_the_bucket() -> None:
+    histogram = {"buckets": [(0.001, 2.0), (0.01, 6.0), (math.inf, 8.0)], "sum": 0.05, "count": 8.0}
+    assert histogram_quantile(histogram, 0.25) == pytest.approx(0.001)
+    assert histogram_quantile(histogram, 0.5) == pytest.approx(0.001 + 0.009 * 2 / 4)
+    assert histogram_quantile(histogram, 0.95) == 0.01  # in +Inf: reported at the last finite bound
+    assert histogram_quantile({"buckets": [(math.inf, 0.0)], "sum": 0.0, "count": 0.0}, 0.5) is None
+
+
+def test_summaries_skip_missing_samples() -> None:
+    assert summarize([None, 2.0, 1.0])["samples"] == [2.0, 1.0]
+    assert summarize([None])["p50"] is None
