@@ -170,7 +170,9 @@ def speak(
         if exchange.status != 200:
             exchange.error = f"HTTP {exchange.status}: {b''.join(parts)[:300].decode(errors='replace')}"
         else:
-            exchange.audio_s = audio_seconds(response_format, b"".join(parts) if keep_audio else None, exchange)
+            exchange.audio_s = audio_seconds(
+                response_format, b"".join(parts) if keep_audio else None, exchange
+            )
     except (OSError, ValueError) as exc:
         exchange.error = f"{type(exc).__name__}: {exc}"
     finally:
