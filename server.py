@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import multiprocessing
 import os
-import signal
-import sys
 from pathlib import Path
-from types import FrameType
 from typing import get_args
 
 from tts_api.logs import configure_logging
 from tts_api.settings import Device, Settings
+from tts_api.shutdown import stop_children, stop_on_signals
 
 logger = logging.getLogger("tts_api.server")
 
@@ -40,40 +37,12 @@ def parse_flags(argv: list[str] | None) -> dict[str, object]:
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
 
 
-def _stop_on_signals() -> None:
-    """Make SIGTERM (docker stop, kill) shut down like Ctrl-C, which LitServe handles.
-
-    The forked HTTP servers inherit this handler: uvicorn restores it after its own graceful
-    shutdown and re-raises the signal, which must then end the child quietly, not with a traceback.
-    """
-    main_pid = os.getpid()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if os.getpid() == main_pid:
-            raise KeyboardInterrupt
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def _stop_children() -> None:
-    """Terminate any process we started that is still alive (e.g. interrupted during start-up)."""
-    children = multiprocessing.active_children()
-    for child in children:
-        child.terminate()
-    for child in children:
-        child.join(timeout=5)
-        if child.is_alive():
-            child.kill()
-
-
 def main(argv: list[str] | None = None) -> int:
     settings = Settings(**parse_flags(argv))  # type: ignore[arg-type]
     configure_logging(settings.log_level)
     # Never reach for the Hugging Face hub at run time; every file comes from the model directory.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    _stop_on_signals()
+    stop_on_signals()
 
     from tts_api.app import build_server
     from tts_api.assets import AssetError, build_model_dir
@@ -105,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        _stop_children()
+        stop_children()
     return 0
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import litserve as ls
+
+from tts_api.shutdown import stop_on_signals
 
 __all__ = ["PlainSpeechAPI"]
 
@@ -64,18 +63,6 @@ class PlainSpeechAPI(ls.LitAPI):
             yield to_pcm16(audio.detach().cpu().numpy())
 
 
-def _stop_on_sigterm() -> None:
-    """LitServe shuts down cleanly on Ctrl-C only; make SIGTERM do the same in the main process."""
-    main_pid = os.getpid()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if os.getpid() == main_pid:
-            raise KeyboardInterrupt
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
@@ -84,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    _stop_on_sigterm()
+    stop_on_signals()
     server = ls.LitServer(
         PlainSpeechAPI(str(args.model_dir), args.torch_threads),
         accelerator=args.device,

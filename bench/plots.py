@@ -23,6 +23,12 @@ def _bar(ax: Any, x: float, summary: dict[str, Any], width: float, color: str, l
     ax.bar(x, p50, width, color=color, label=label, yerr=[[0], [max(0.0, p95 - p50)]], capsize=3)
 
 
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_first_audio(figure: dict[str, Any], title: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.26
@@ -45,9 +51,7 @@ def plot_first_audio(figure: dict[str, Any], title: str, path: Path) -> None:
     ax.set_ylabel("time to first audio (s): bar p50, whisker p95")
     ax.set_title(title, fontsize=10)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_concurrency(figure: dict[str, Any], title: str, path: Path) -> None:
@@ -74,9 +78,7 @@ def plot_concurrency(figure: dict[str, Any], title: str, path: Path) -> None:
     right.set_ylim(bottom=0)
     right.legend()
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_memory(memory_raw: dict[str, Any], title: str, path: Path) -> None:
@@ -89,9 +91,7 @@ def plot_memory(memory_raw: dict[str, Any], title: str, path: Path) -> None:
     ax.set_ylabel("RSS of the server tree (MiB)")
     ax.set_title(title, fontsize=10)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_all(result: dict[str, Any], raw: dict[str, Any], out: Path) -> list[str]:

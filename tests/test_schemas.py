@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tts_api.errors import InputTooLong, InvalidRequest, TTSError
-from tts_api.schemas import RequestContext, parse_speech_request
+from tts_api.schemas import PlannedSpeech, RequestContext, parse_speech_request
 from tts_api.voices import VoiceCatalogue
 
 CONTEXT = RequestContext(
@@ -17,7 +17,7 @@ CONTEXT = RequestContext(
 )
 
 
-def parse(body: object) -> object:
+def parse(body: object) -> PlannedSpeech:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return parse_speech_request(raw, CONTEXT)
 
@@ -70,7 +70,7 @@ def test_too_long_input_is_a_413() -> None:
 
 
 def test_defaults_follow_openai() -> None:
-    request = parse({"input": "Hello"})
+    request = parse({"input": "Hello"}).request
     assert (request.model, request.voice, request.response_format, request.speed) == (
         "kokoro",
         "af_heart",
@@ -82,28 +82,35 @@ def test_defaults_follow_openai() -> None:
 
 @pytest.mark.parametrize("model", ["kokoro", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"])
 def test_openai_model_names_are_accepted(model: str) -> None:
-    assert parse({"input": "Hello", "model": model}).model == model
+    assert parse({"input": "Hello", "model": model}).request.model == model
 
 
 def test_unknown_fields_are_ignored_and_instructions_accepted() -> None:
     request = parse(
         {"input": "Hello", "instructions": "whisper", "temperature": 3, "voice": {"id": "af_bella"}}
-    )
+    ).request
     assert request.voice_expression == "af_bella"
     assert request.instructions == "whisper"
 
 
 def test_language_comes_from_the_voice_or_lang_code() -> None:
-    assert parse({"input": "Hola", "voice": "ef_dora"}).language(CONTEXT.catalogue) == "e"
-    assert (
-        parse({"input": "Hi", "voice": "af_heart", "lang_code": "en-gb"}).language(CONTEXT.catalogue) == "b"
-    )
+    assert parse({"input": "Hola", "voice": "ef_dora"}).lang_code == "e"
+    assert parse({"input": "Hi", "voice": "af_heart", "lang_code": "en-gb"}).lang_code == "b"
 
 
 def test_a_japanese_voice_is_accepted_with_an_installed_lang_code() -> None:
-    assert parse({"input": "Hi", "voice": "jf_alpha", "lang_code": "a"}).language(CONTEXT.catalogue) == "a"
+    assert parse({"input": "Hi", "voice": "jf_alpha", "lang_code": "a"}).lang_code == "a"
 
 
 def test_errors_are_invalid_request_subclasses() -> None:
     with pytest.raises(InvalidRequest):
         parse({"input": ""})
+
+
+def test_the_plan_comes_with_the_request_and_is_normalized_only_for_english() -> None:
+    def spoken(body: dict[str, object]) -> str:
+        return " ".join(chunk.text for chunk in parse(body).chunks)
+
+    assert spoken({"input": "**Bold** move"}) == "Bold move"
+    assert "**Bold**" in spoken({"input": "**Bold** move", "normalize": False})
+    assert "**Bold**" in spoken({"input": "**Bold** move", "voice": "ef_dora"})

@@ -16,10 +16,10 @@ from .audio import SAMPLE_RATE, open_encoder
 from .errors import TTSError
 from .frames import TICKET_KEY, Ticket
 from .logs import configure_logging
-from .schemas import RequestContext, SpeechRequest, parse_speech_request
+from .schemas import PlannedSpeech, RequestContext, SpeechRequest, parse_speech_request
 from .settings import Settings
 from .shared import Shared
-from .voices import VoiceBlend, VoiceCatalogue, installed_languages
+from .voices import VoiceCatalogue, installed_languages
 
 if TYPE_CHECKING:  # the engine imports kokoro, which only the workers may load
     from .engine import SpeechChunk
@@ -34,12 +34,14 @@ TYPICAL_CHARS_PER_SECOND = 15.0
 
 @dataclass(frozen=True)
 class SpeechJob:
-    """A validated request, ready for the engine."""
+    """A validated, planned request, ready for the engine."""
 
     ticket: Ticket
-    request: SpeechRequest
-    voice: VoiceBlend
-    lang_code: str
+    speech: PlannedSpeech
+
+    @property
+    def request(self) -> SpeechRequest:
+        return self.speech.request
 
 
 class SpeechAPI(ls.LitAPI):
@@ -96,21 +98,21 @@ class SpeechAPI(ls.LitAPI):
             # The front validated with the same schema, so this is rare (e.g. a voice file removed).
             context["error"] = exc
             return None
-        job = SpeechJob(ticket, speech, speech.blend(self.catalogue), speech.language(self.catalogue))
+        job = SpeechJob(ticket, speech)
         context["job"] = job
         return job
 
     def predict(self, job: SpeechJob | None, context: dict[str, Any]) -> Generator[SpeechChunk, None, None]:
         if job is None:
             return
-        request = job.request
-        chunks = self.engine.synthesize(
+        speech, request = job.speech, job.request
+        chunks = self.engine.speak(
             request.input,
-            job.voice,
+            speech.chunks,
+            speech.voice,
             speed=request.speed,
-            lang_code=job.lang_code,
+            lang_code=speech.lang_code,
             seed=request.seed,
-            normalize=request.normalize,
         )
         stage = "queued"
         try:

@@ -7,7 +7,7 @@ import logging
 import tempfile
 import warnings
 from collections import OrderedDict
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from kokoro import KModel, KPipeline
 from .audio import SAMPLE_RATE
 from .layout import ModelDir
 from .seams import shape_piece, silence
-from .text import GAP_AFTER_S, plan_chunks
+from .text import GAP_AFTER_S, Chunk, plan_chunks
 from .timestamps import WordTiming, word_timings
 from .voices import ENGLISH, VoiceBlend
 
@@ -167,7 +167,7 @@ class Engine:
         packs = [self._load_voice(voice_id) * weight for voice_id, weight in blend.parts]
         tensor = torch.stack(packs).sum(dim=0) if len(packs) > 1 else packs[0]
         self._voices[blend.key] = tensor
-        if len(self._voices) > VOICE_CACHE_SIZE:
+        while len(self._voices) > VOICE_CACHE_SIZE:
             self._voices.popitem(last=False)
         return tensor
 
@@ -189,19 +189,33 @@ class Engine:
         seed: int | None = None,
         normalize: bool = True,
     ) -> Generator[SpeechChunk, None, None]:
-        """Yield the speech for `text` chunk by chunk, as planned by `plan_chunks` (short first).
+        """Plan `text` with `plan_chunks` (short first) and `speak` it."""
+        lang = lang_code or voice.lang_code
+        chunks = plan_chunks(text, normalize=normalize and lang in ENGLISH)
+        return self.speak(text, chunks, voice, speed=speed, lang_code=lang, seed=seed)
+
+    def speak(
+        self,
+        text: str,
+        chunks: Sequence[Chunk],
+        voice: VoiceBlend,
+        *,
+        speed: float,
+        lang_code: str,
+        seed: int | None,
+    ) -> Generator[SpeechChunk, None, None]:
+        """Yield the speech of `chunks`, the plan of `text`, chunk by chunk.
 
         Pauses are silence that never reaches the model; between chunks goes the gap the plan asks
         for (scaled by speed). Kokoro's vocoder draws random noise; a `seed` makes it reproducible.
         """
-        lang = lang_code or voice.lang_code
-        pipeline = self.pipeline(lang)
+        pipeline = self.pipeline(lang_code)
         pack = self.voice(voice)
         if seed is not None:
             torch.manual_seed(seed)
         elapsed = 0  # samples already yielded
         gap_s = 0.0  # silence owed before the next piece
-        for chunk in plan_chunks(text, normalize=normalize and lang in ENGLISH):
+        for chunk in chunks:
             if chunk.is_pause:
                 pause = silence(gap_s + chunk.pause_s)
                 gap_s = 0.0

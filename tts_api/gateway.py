@@ -133,9 +133,10 @@ class SpeechGateway:
         try:
             body = await _read_body(receive, self.max_body_bytes)
             if len(body) > _INLINE_PARSE_BYTES:  # planning a long text takes milliseconds: not on the loop
-                speech = await asyncio.to_thread(parse_speech_request, body, self.context)
+                planned = await asyncio.to_thread(parse_speech_request, body, self.context)
             else:
-                speech = parse_speech_request(body, self.context)
+                planned = parse_speech_request(body, self.context)
+            speech = planned.request  # the plan was for validation; the worker makes its own
             if not self.shared.board.open(ticket.key, self.max_pending):
                 raise Overloaded(
                     f"the server is busy with {self.max_pending} requests; retry shortly",

@@ -55,7 +55,8 @@ def add_routes(app: FastAPI, *, context: RequestContext, shared: Shared) -> None
             raise NotFound(f"model {model_id!r} not found; see GET /v1/models", param="model")
         return _model(model_id)
 
+    # A plain def: FastAPI runs it in its thread pool, keeping the manager round trips off the event loop.
     @app.get("/metrics")
-    async def metrics() -> Response:
+    def metrics() -> Response:
         gauges = {"tts_cancel_board_entries": float(shared.board.size())}
         return Response(render(shared.counters.snapshot(), gauges), media_type=CONTENT_TYPE_LATEST)

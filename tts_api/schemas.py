@@ -10,14 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from .audio import ResponseFormat
 from .errors import InputTooLong, InvalidRequest, TTSError
-from .text import InvalidPauseTag, has_speech, plan_chunks
+from .text import Chunk, InvalidPauseTag, has_speech, plan_chunks
 from .voices import ENGLISH, LANGUAGES, VoiceBlend, VoiceCatalogue, VoiceNotFound
 
-__all__ = ["MODEL_IDS", "RequestContext", "SpeechRequest", "parse_speech_request"]
+__all__ = ["MODEL_IDS", "PlannedSpeech", "RequestContext", "SpeechRequest", "parse_speech_request"]
 
 # OpenAI's model names are accepted so existing clients work unchanged; all mean Kokoro-82M.
 MODEL_IDS = ("kokoro", "tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15")
 SPEED_MIN, SPEED_MAX = 0.25, 4.0
+_CODE_BY_LANGUAGE = {name: code for code, name in LANGUAGES.items()}  # "en-gb" -> "b"
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class SpeechRequest(BaseModel):
     def _known_language(cls, lang_code: str | None, info: ValidationInfo) -> str | None:
         if lang_code is None:
             return None
-        code = {v: k for k, v in LANGUAGES.items()}.get(lang_code.lower(), lang_code.lower())
+        code = _CODE_BY_LANGUAGE.get(lang_code.lower(), lang_code.lower())
         _require_language(code, _context(info), f"lang_code {lang_code!r}")
         return code
 
@@ -89,16 +90,15 @@ class SpeechRequest(BaseModel):
     def voice_expression(self) -> str:
         return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
 
-    def blend(self, catalogue: VoiceCatalogue) -> VoiceBlend:
-        return catalogue.resolve(self.voice_expression)
 
-    def language(self, catalogue: VoiceCatalogue) -> str:
-        """The G2P language: `lang_code` if given, else the first voice's prefix."""
-        return self.lang_code or self.blend(catalogue).lang_code
+@dataclass(frozen=True)
+class PlannedSpeech:
+    """A valid request and what validating it worked out, so no process works it out twice."""
 
-    def normalizes(self, catalogue: VoiceCatalogue) -> bool:
-        """Whether the text is normalized: asked for, and English (its URL reading is English)."""
-        return self.normalize and self.language(catalogue) in ENGLISH
+    request: SpeechRequest
+    voice: VoiceBlend
+    lang_code: str  # `lang_code` if given, else the first voice's prefix
+    chunks: list[Chunk]  # the synthesis plan of `request.input`
 
 
 def _context(info: ValidationInfo) -> RequestContext:
@@ -120,8 +120,8 @@ def _require_language(code: str, context: RequestContext, what: str) -> None:
         )
 
 
-def parse_speech_request(body: bytes | dict[str, Any], context: RequestContext) -> SpeechRequest:
-    """Validate a request body; raise TTSError with the message and param a client can act on."""
+def parse_speech_request(body: bytes | dict[str, Any], context: RequestContext) -> PlannedSpeech:
+    """Validate and plan a request body; raise TTSError with the message and param a client can act on."""
     if isinstance(body, bytes | bytearray):
         try:
             body = json.loads(body)
@@ -134,18 +134,20 @@ def parse_speech_request(body: bytes | dict[str, Any], context: RequestContext) 
     except ValidationError as exc:
         raise _from_validation_error(exc) from None
     try:
-        blend = request.blend(context.catalogue)
+        voice = context.catalogue.resolve(request.voice_expression)
     except VoiceNotFound as exc:
         raise InvalidRequest(str(exc), param="voice", code="voice_not_found") from None
     if request.lang_code is None:
-        _require_language(blend.lang_code, context, f"voice {request.voice_expression!r}")
+        _require_language(voice.lang_code, context, f"voice {request.voice_expression!r}")
+    lang_code = request.lang_code or voice.lang_code
     try:
-        chunks = plan_chunks(request.input, normalize=request.normalizes(context.catalogue))
+        # Normalization reads URLs and symbols in English, so only English text gets it.
+        chunks = plan_chunks(request.input, normalize=request.normalize and lang_code in ENGLISH)
     except InvalidPauseTag as exc:
         raise InvalidRequest(str(exc), param="input", code="invalid_pause_tag") from None
     if not has_speech(chunks):
         raise InvalidRequest("input has no speakable text", param="input")
-    return request
+    return PlannedSpeech(request, voice, lang_code, chunks)
 
 
 def _from_validation_error(exc: ValidationError) -> TTSError:
