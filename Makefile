@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 model: install
-	$(PY) -m tts_api.assets
+	$(PY) -m tts_api.model.assets
 
 serve: model
 	$(PY) server.py $(ARGS)

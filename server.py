@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_signals()
 
     from tts_api.app import build_server
-    from tts_api.assets import AssetError, build_model_dir
-    from tts_api.layout import ModelDir, ModelDirError
-    from tts_api.shared import shared_state
+    from tts_api.ipc.manager import shared_state
+    from tts_api.model.assets import AssetError, build_model_dir
+    from tts_api.model.layout import ModelDir, ModelDirError
 
     try:
         if ModelDir(settings.model_dir).missing():

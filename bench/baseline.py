@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from tts_api.audio import SAMPLE_RATE
-from tts_api.engine import Engine
+from tts_api.formats import SAMPLE_RATE
 from tts_api.voices import VoiceCatalogue
+from tts_api.worker.engine import Engine
 
 from .client import VOICE
 

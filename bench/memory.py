@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tts_api.audio import RESPONSE_FORMATS
+from tts_api.formats import RESPONSE_FORMATS
 
 from .client import Abandon, speak
 from .processes import Service, tree_memory, tree_rss_mib

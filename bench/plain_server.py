@@ -33,8 +33,8 @@ class PlainSpeechAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         import torch
 
-        from tts_api.engine import Engine
         from tts_api.voices import VoiceCatalogue
+        from tts_api.worker.engine import Engine
 
         torch.set_num_threads(self.torch_threads)
         self.engine = Engine(Path(self.model_dir), device)
@@ -57,7 +57,7 @@ class PlainSpeechAPI(ls.LitAPI):
                 yield result.audio
 
     def encode_response(self, outputs: Iterator[Any]) -> Iterator[bytes]:
-        from tts_api.audio import to_pcm16
+        from tts_api.worker.encoders import to_pcm16
 
         for audio in outputs:
             yield to_pcm16(audio.detach().cpu().numpy())

@@ -1,65 +1,42 @@
-"""Servers under test as processes on free loopback ports: start, wait, measure, stop the whole tree."""
+"""The benchmark's servers (tts-api and a plain LitServe API) as processes, and what it measures of them."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
+
+from tts_api.processes import ROOT, ServerProcess, free_port, server_command
 
 from .client import Metrics
 
 __all__ = ["ROOT", "CpuMeter", "Service", "free_port", "tree_memory", "tree_rss_mib"]
 
-ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 600.0  # loading Kokoro takes 10-30 s on a quiet 2-core box, much longer when it is busy
 IDLE_TIMEOUT_S = 600.0  # an abandoned long stream on the plain server runs to its end (~1-2 min)
 QUIET_CPU_FRACTION = 0.2  # of one core: what an idle server tree stays under (its loops poll queues)
 QUIET_SAMPLE_S = 0.5
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Service:
-    """One server process started by the benchmark: its URL, its log, and every process it started."""
+class Service(ServerProcess):
+    """A server under measurement; tts-api also tells, through /metrics, when it has nothing in flight."""
 
     def __init__(
         self, name: str, command: Sequence[str], log_path: Path, port: int, *, has_metrics: bool = False
     ) -> None:
-        self.name = name
-        self.url = f"http://127.0.0.1:{port}"
+        super().__init__(command, port, log_path, name=name)
         self.metrics = Metrics(self.url) if has_metrics else None
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            list(command),
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            start_new_session=True,  # its own process group: nothing it starts can outlive the run
-        )
-        self._seen: dict[int, psutil.Process] = {}
 
     @classmethod
-    def tts_api(cls, model_dir: Path, log_dir: Path, device: str) -> Service:
+    def tts_api_server(cls, model_dir: Path, log_dir: Path, device: str, *args: str) -> Service:
         """`python server.py` with its defaults, as a user runs it."""
         port = free_port()
-        command = [sys.executable, str(ROOT / "server.py"), "--host", "127.0.0.1", "--port", str(port)]
-        command += ["--model-dir", str(model_dir), "--device", device]
+        command = server_command(port, "--model-dir", str(model_dir), "--device", device, *args)
         return cls("tts-api", command, log_dir / "tts-api.log", port, has_metrics=True)
 
     @classmethod
@@ -70,24 +47,9 @@ class Service:
         command += ["--model-dir", str(model_dir), "--torch-threads", str(torch_threads)]
         return cls("plain-litserve", command, log_dir / "plain-litserve.log", port)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> Service:
-        """Poll GET /health until 200; raise with the log's tail if the server dies or never gets there."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.process.returncode}:\n{self.log()[-4000:]}"
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    self.tree()
-                    return self
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log()[-4000:]}")
+        super().wait_ready(timeout)
+        return self
 
     def wait_idle(self, timeout: float = IDLE_TIMEOUT_S) -> float:
         """Block until the server has nothing in flight; return the seconds waited.
@@ -110,34 +72,6 @@ class Service:
             if meter.read(self.tree()) < QUIET_CPU_FRACTION * QUIET_SAMPLE_S:
                 return time.monotonic() - started - QUIET_SAMPLE_S
         raise TimeoutError(f"{self.name} still busy after {timeout:.0f} s")
-
-    def tree(self) -> list[psutil.Process]:
-        """The main process and all its descendants alive now (remembered, so stop() finds them all)."""
-        try:
-            main = psutil.Process(self.process.pid)
-            processes = [main, *main.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-        self._seen.update((p.pid, p) for p in processes)
-        return processes
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM like `docker stop`, then kill whatever is left of the tree and its process group."""
-        tree = list({**self._seen, **{p.pid: p for p in self.tree()}}.values())
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        _, survivors = psutil.wait_procs(tree, timeout=5)
-        for proc in survivors:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self._log.close()
 
 
 class CpuMeter:

@@ -107,7 +107,7 @@ def measure(
             started,
             f"starting tts-api and the plain LitServe server on {model_dir}; loading the bare pipeline",
         )
-        server = Service.tts_api(model_dir, logs, device)
+        server = Service.tts_api_server(model_dir, logs, device)
         # The plain server idles (well under 1% of a core) until figure 6 needs it.
         plain = Service.plain_litserve(model_dir, logs, device, threads)
         services += [server, plain]

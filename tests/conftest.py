@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.serverproc import ServerProcess
 from tests.tiny_model import build_tiny_model_dir, tiny_samples
-from tts_api.layout import ModelDir
+from tts_api.model.layout import ModelDir
+from tts_api.processes import ServerProcess
 from tts_api.settings import Settings
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -33,7 +33,9 @@ def real_model_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server on the tiny model, shared by the tests that need no special configuration."""
-    server = ServerProcess(tiny_model_dir, tmp_path_factory.mktemp("logs") / "tiny-server.log").wait_ready()
+    server = ServerProcess.tts_api(
+        tiny_model_dir, tmp_path_factory.mktemp("logs") / "tiny-server.log"
+    ).wait_ready()
     yield server
     server.stop()
 
@@ -44,7 +46,7 @@ def tiny_server_multi(
 ) -> Iterator[ServerProcess]:
     """Two workers and two HTTP server processes: requests cross process boundaries."""
     log = tmp_path_factory.mktemp("logs") / "tiny-server-multi.log"
-    server = ServerProcess(
+    server = ServerProcess.tts_api(
         tiny_model_dir, log, "--workers-per-device", "2", "--api-servers", "2"
     ).wait_ready()
     yield server
@@ -63,7 +65,8 @@ def tiny_expected() -> Callable[..., int]:
     """Exact audio samples the tiny model gives for a text: `tiny_expected(text, speed=1.0)`."""
     from kokoro import KPipeline
 
-    from tts_api.engine import REPO_ID, offline_spacy
+    from tts_api.model.kmodel import REPO_ID
+    from tts_api.worker.engine import offline_spacy
 
     with offline_spacy():
         quiet = KPipeline(lang_code="a", repo_id=REPO_ID, model=False)

@@ -8,15 +8,15 @@ from fastapi.responses import JSONResponse
 from litserve.connector import check_cuda_with_nvidia_smi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .api import SPEECH_PATH, SpeechAPI
 from .errors import TTSError
-from .gateway import SpeechGateway
-from .layout import ModelDir
-from .routes import add_routes
+from .front.gateway import SpeechGateway
+from .front.routes import add_routes
+from .ipc.manager import Shared
+from .model.layout import ModelDir
 from .schemas import RequestContext
 from .settings import Settings
-from .shared import Shared
 from .voices import VoiceCatalogue, installed_languages
+from .worker.api import SPEECH_PATH, SpeechAPI
 
 __all__ = ["build_server", "resolve_accelerator"]
 

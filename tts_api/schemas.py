@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from .audio import ResponseFormat
 from .errors import InputTooLong, InvalidRequest, TTSError
-from .text import Chunk, InvalidPauseTag, has_speech, plan_chunks
+from .formats import ResponseFormat
+from .text.planning import Chunk, has_speech, plan_chunks
+from .text.segmentation import InvalidPauseTag
 from .voices import ENGLISH, LANGUAGES, VoiceBlend, VoiceCatalogue, VoiceNotFound
 
 __all__ = ["MODEL_IDS", "PlannedSpeech", "RequestContext", "SpeechRequest", "parse_speech_request"]

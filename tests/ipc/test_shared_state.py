@@ -1,0 +1,107 @@
+"""The cancel board, the counters, and both shared across processes through the manager."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from tts_api.front.metrics import render
+from tts_api.ipc import board as cancellation
+from tts_api.ipc.board import CancelBoard
+from tts_api.ipc.counters import Counters
+from tts_api.ipc.frames import FrameError, Ticket
+from tts_api.ipc.manager import Shared, shared_state
+
+
+def test_a_cancel_reaches_an_open_request_and_closing_forgets_it() -> None:
+    board = CancelBoard()
+    assert board.open("k", limit=10)
+    assert not board.is_cancelled("k")
+    assert board.cancel("k")
+    assert board.is_cancelled("k")
+    board.close("k")
+    assert board.size() == 0 and not board.is_cancelled("k")
+
+
+def test_a_cancel_after_the_job_ended_leaves_nothing_behind() -> None:
+    board = CancelBoard()
+    board.open("k", limit=10)
+    board.close("k")  # the worker finished
+    assert not board.cancel("k")  # the client left a moment later
+    assert board.size() == 0
+
+
+def test_admission_stops_at_the_limit() -> None:
+    board = CancelBoard()
+    assert board.open("a", limit=2) and board.open("b", limit=2)
+    assert not board.open("c", limit=2)
+    board.close("a")
+    assert board.open("c", limit=2)
+
+
+def test_entries_of_dead_workers_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    board = CancelBoard()
+    board.open("orphan", limit=10)
+    monkeypatch.setattr(cancellation, "MAX_ENTRY_AGE_S", -1.0)
+    board.open("next", limit=10)
+    assert board.size() == 1
+
+
+def test_counters_render_as_prometheus_text() -> None:
+    counters = Counters()
+    counters.add("tts_chunks_synthesized_total", 3)
+    counters.add("tts_requests_cancelled_total", stage="queued")
+    counters.observe("tts_delivery_seconds", [0.002, 0.02, 100.0])
+    text = render(counters.snapshot(), {("tts_cancel_board_entries", ()): 2}).decode()
+    assert "tts_chunks_synthesized_total 3.0" in text
+    assert 'tts_requests_cancelled_total{stage="queued"} 1.0' in text
+    assert "tts_cancel_board_entries 2.0" in text
+    assert 'tts_delivery_seconds_bucket{le="0.0025"} 1.0' in text
+    assert 'tts_delivery_seconds_bucket{le="30.0"} 2.0' in text
+    assert 'tts_delivery_seconds_bucket{le="+Inf"} 3.0' in text
+    assert "tts_delivery_seconds_count 3.0" in text
+    assert "tts_requests_completed_total 0.0" in text  # every metric is present from the start
+
+
+def _worker(shared: Shared, key: str) -> None:
+    shared.counters.add("tts_chunks_synthesized_total", 2)
+    shared.board.close(key)
+
+
+def test_the_shared_objects_work_from_a_spawned_process() -> None:
+    with shared_state() as shared:
+        assert shared.board.open("job", 5)
+        assert shared.board.cancel("job")
+        child = multiprocessing.get_context("spawn").Process(target=_worker, args=(shared, "job"))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        assert shared.board.size() == 0
+        assert shared.counters.snapshot().values[("tts_chunks_synthesized_total", ())] == 2
+
+
+def test_frames_round_trip_and_refuse_strangers() -> None:
+    ticket, stranger = Ticket.issue(), Ticket.issue()
+    frame = ticket.parse(ticket.audio_frame(b"\x00\x01"))
+    assert (frame.kind, frame.payload) == ("audio", b"\x00\x01") and frame.sent_at > 0
+    assert ticket.parse(ticket.end_frame(audio_seconds=1.5)).data() == {"audio_seconds": 1.5}
+    for item in (stranger.audio_frame(b"x"), b"", b"RIFF...."):
+        with pytest.raises(FrameError):
+            ticket.parse(item)
+
+
+def test_counters_take_labels_as_keywords_and_refuse_unknown_names() -> None:
+    counters = Counters()
+    counters.add("tts_requests_rejected_total", status=400)
+    counters.add("tts_requests_rejected_total", 2, status=400)
+    counters.add("tts_requests_rejected_total", status=503)
+    counters.set("tts_open_encoders", 4)
+    values = counters.snapshot().values
+    assert values[("tts_requests_rejected_total", (("status", "400"),))] == 3
+    assert values[("tts_requests_rejected_total", (("status", "503"),))] == 1
+    assert values[("tts_open_encoders", ())] == 4
+    with pytest.raises(KeyError, match="unknown metric"):
+        counters.add("tts_no_such_thing_total")
+    text = render(counters.snapshot(), {}).decode()
+    assert 'tts_requests_rejected_total{status="400"} 3.0' in text

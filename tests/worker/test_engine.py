@@ -1,0 +1,77 @@
+"""The synthesis engine on the tiny model: voices, blends, chunks, and a missing G2P model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tts_api.text.planning import plan_chunks
+from tts_api.voices import VoiceBlend, VoiceCatalogue
+from tts_api.worker import engine as engine_module
+from tts_api.worker.engine import Engine, G2PUnavailable
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path) -> Engine:
+    return Engine(tiny_model_dir, "cpu")
+
+
+def test_weight_norm_is_folded_away_at_load(engine: Engine) -> None:
+    assert not any(hasattr(m, "weight_g") for m in engine.model.modules())
+
+
+def test_a_blend_is_the_weighted_mean_of_its_voices(engine: Engine, tiny_model_dir: Path) -> None:
+    catalogue = VoiceCatalogue.from_dir(tiny_model_dir / "voices")
+    bella, sky = (
+        torch.load(tiny_model_dir / f"voices/{v}.pt", weights_only=True) for v in ("af_bella", "af_sky")
+    )
+    mixed = engine.voice(catalogue.resolve("af_bella(3)+af_sky(1)"))
+    assert torch.allclose(mixed, 0.75 * bella + 0.25 * sky)
+    assert engine.voice(catalogue.resolve("af_bella(6)+af_sky(2)")) is mixed  # cached by canonical key
+
+
+def test_synthesis_follows_the_plan_with_exact_gaps(
+    engine: Engine, tiny_expected: Callable[..., int]
+) -> None:
+    text = "One short sentence.\n\nA new paragraph [pause:0.5s] after a pause."
+    chunks = list(engine.synthesize(text, VoiceBlend((("af_heart", 1.0),))))
+    plan = plan_chunks(text)
+    assert [c.graphemes for c in chunks] == [c.text for c in plan]
+    assert sum(len(c.audio) for c in chunks) == tiny_expected(text)
+    pause = chunks[2].audio
+    assert len(pause) == round(0.5 * 24_000) and not pause.any()  # exact silence, no model call
+    for chunk in chunks:
+        assert chunk.audio.dtype == np.float32 and np.isfinite(chunk.audio).all()
+
+
+def test_words_are_timed_in_order_inside_the_audio(engine: Engine) -> None:
+    text = "Hello **world**, meet the engine.\n\nIt times every word."
+    chunks = list(engine.synthesize(text, VoiceBlend((("af_heart", 1.0),))))
+    words = [w for c in chunks for w in c.words]
+    assert [w.word for w in words] == [
+        "Hello",
+        "world",
+        "meet",
+        "the",
+        "engine",
+        "It",
+        "times",
+        "every",
+        "word",
+    ]
+    assert all(text[w.char_start : w.char_end] == w.word for w in words)
+    total_s = sum(len(c.audio) for c in chunks) / 24_000
+    starts = [w.start for w in words]
+    assert starts == sorted(starts) and all(0 <= w.start <= w.end <= total_s for w in words)
+
+
+def test_a_missing_spacy_model_is_explained_not_downloaded(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(engine_module.SPACY_ALIASES, "en_core_web_sm", "en_core_web_sm_not_installed")
+    with pytest.raises(G2PUnavailable, match="pip install en-core-web-sm-not-installed"):
+        engine.pipeline("b")

@@ -1,0 +1,214 @@
+"""Relays: receive what LitServe streams for one request and answer the client in the shape it asked for.
+
+Raw audio bytes, SSE or NDJSON events (audio deltas, word timestamps, done), or one complete file with
+Content-Length, each with the right Content-Type. A failure is made visible: a JSON error if nothing was
+sent yet, an SSE error event, or an aborted connection (never a clean end of a short file).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.types import Message, Send
+
+from ..errors import InvalidRequest, TTSError
+from ..formats import MEDIA_TYPES
+from ..ipc.frames import Frame, FrameError, Ticket
+from ..schemas import SpeechRequest
+
+__all__ = ["Relay", "error_response", "relay_for"]
+
+logger = logging.getLogger(__name__)
+
+
+async def error_response(send: Send, error: TTSError) -> None:
+    """Send `error` as a complete OpenAI-shaped JSON response."""
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers().items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class Relay:
+    """Receives what LitServe sends for one request and answers the client in the requested shape.
+
+    Subclasses decide what audio, the end and an error look like on the wire.
+    """
+
+    def __init__(self, speech: SpeechRequest, ticket: Ticket, send: Send, received_at: float) -> None:
+        self.speech = speech
+        self.ticket = ticket
+        self.send = send
+        self.received_at = received_at
+        self.started = False  # the client's response has begun
+        self.finished = False  # nothing more goes to the client
+        self.abandoned = False
+        self.refused_by_litserve = False
+        self.first_audio_s: float | None = None
+        self.delivery_s: list[float] = []
+        self.audio_bytes_sent = 0
+        self._inner_status = 200
+        self._inner_body: list[bytes] = []
+
+    @property
+    def bytes_per_second(self) -> float:
+        """Rough encoded bytes per audio second, for log lines (exact for pcm)."""
+        return 48_000.0 if self.speech.response_format in ("pcm", "wav") else 8_000.0
+
+    async def __call__(self, message: Message) -> None:
+        if self.finished:
+            return
+        if message["type"] == "http.response.start":
+            self._inner_status = message["status"]  # held back: our headers go out with the first audio
+            return
+        chunk, more = message.get("body", b""), message.get("more_body", False)
+        if self._inner_status != 200:
+            await self._relay_inner_error(chunk, more)
+            return
+        if chunk:
+            await self._on_item(chunk)
+        if not more and not self.finished:
+            # LitServe ended the stream without our end frame: the worker crashed or timed out.
+            await self.fail(
+                TTSError(f"speech synthesis stopped unexpectedly (request id {self.ticket.request_id})")
+            )
+
+    async def _on_item(self, item: bytes) -> None:
+        try:
+            frame = self.ticket.parse(item)
+        except FrameError as exc:
+            await self.fail(TTSError(str(exc)))
+            return
+        if frame.kind == "audio":
+            self.delivery_s.append(max(0.0, time.time() - frame.sent_at))
+            if self.first_audio_s is None:
+                self.first_audio_s = time.monotonic() - self.received_at
+            self.audio_bytes_sent += len(frame.payload)
+            await self.on_audio(frame.payload)
+        elif frame.kind == "words":
+            await self.on_words(frame.data())
+        elif frame.kind == "end":
+            await self.on_end(frame)
+            self.finished = True
+        else:
+            await self.fail(frame.error())
+
+    async def _relay_inner_error(self, chunk: bytes, more: bool) -> None:
+        """LitServe itself refused the request (auth, its own 500): pass it on in the OpenAI shape."""
+        self.refused_by_litserve = True
+        self._inner_body.append(chunk)
+        if more:
+            return
+        try:
+            detail = json.loads(b"".join(self._inner_body)).get("detail")
+        except (json.JSONDecodeError, AttributeError):
+            detail = None
+        error = TTSError(str(detail or "request failed"), status=self._inner_status)
+        if self._inner_status < 500:
+            error.type = InvalidRequest.type
+        await error_response(self.send, error)
+        self.finished = True
+
+    async def start(self, media_type: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        headers = [(b"content-type", media_type.encode()), (b"cache-control", b"no-cache")]
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers + (extra or [])})
+        self.started = True
+
+    async def body(self, data: bytes, *, more: bool = True) -> None:
+        await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def fail(self, error: TTSError) -> None:
+        logger.error("request %s failed: %s", self.ticket.request_id, error.message)
+        self.finished = True
+        if not self.started:
+            await error_response(self.send, error)
+        else:
+            await self.on_error_after_start(error)
+
+    async def on_audio(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def on_end(self, end: Frame) -> None:
+        raise NotImplementedError
+
+    async def on_words(self, words: list[dict[str, Any]]) -> None:
+        """Word timestamps: only event streams carry them."""
+
+    async def on_error_after_start(self, error: TTSError) -> None:
+        """Cut the transfer: returning without the final chunk makes the server close the connection,
+        so the client sees a broken transfer instead of a clean, silently short file."""
+
+
+class _AudioStream(Relay):
+    """Chunked audio bytes as the encoder produces them."""
+
+    async def on_audio(self, data: bytes) -> None:
+        if not self.started:
+            # X-Accel-Buffering: tell nginx-style proxies not to hold back the stream.
+            await self.start(MEDIA_TYPES[self.speech.response_format], [(b"x-accel-buffering", b"no")])
+        await self.body(data)
+
+    async def on_end(self, end: Frame) -> None:
+        if not self.started:
+            await self.start(MEDIA_TYPES[self.speech.response_format])
+        await self.body(b"", more=False)
+
+
+class _EventStream(Relay):
+    """Server-sent events: base64 audio deltas and word timestamps, then `speech.audio.done`.
+
+    A failure after the first event becomes an `error` event. `ndjson` sends the same events as
+    one JSON object per line.
+    """
+
+    async def _event(self, event: dict[str, Any], *, more: bool = True) -> None:
+        ndjson = self.speech.stream_format == "ndjson"
+        if not self.started:
+            media_type = "application/x-ndjson" if ndjson else "text/event-stream"
+            await self.start(media_type, [(b"x-accel-buffering", b"no")])
+        line = json.dumps(event)
+        await self.body(f"{line}\n".encode() if ndjson else f"data: {line}\n\n".encode(), more=more)
+
+    async def on_audio(self, data: bytes) -> None:
+        await self._event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+
+    async def on_words(self, words: list[dict[str, Any]]) -> None:
+        await self._event({"type": "speech.word_timestamps", "words": words})
+
+    async def on_end(self, end: Frame) -> None:
+        await self._event({"type": "speech.audio.done", "usage": end.data().get("usage", {})}, more=False)
+
+    async def on_error_after_start(self, error: TTSError) -> None:
+        await self._event({"type": "error", **error.body()}, more=False)
+
+
+class _WholeFile(Relay):
+    """`stream: false`: the complete file in one response with Content-Length."""
+
+    def __init__(self, speech: SpeechRequest, ticket: Ticket, send: Send, received_at: float) -> None:
+        super().__init__(speech, ticket, send, received_at)
+        self._parts: list[bytes] = []
+
+    async def on_audio(self, data: bytes) -> None:
+        self._parts.append(data)
+
+    async def on_end(self, end: Frame) -> None:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        await self.start(
+            MEDIA_TYPES[self.speech.response_format], [(b"content-length", str(len(data)).encode())]
+        )
+        await self.body(data, more=False)
+
+
+def relay_for(speech: SpeechRequest, ticket: Ticket, send: Send, received_at: float) -> Relay:
+    if not speech.stream:
+        return _WholeFile(speech, ticket, send, received_at)
+    if speech.stream_format in ("sse", "ndjson"):
+        return _EventStream(speech, ticket, send, received_at)
+    return _AudioStream(speech, ticket, send, received_at)

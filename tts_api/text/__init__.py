@@ -1,0 +1,1 @@
+"""Pure text work, no model and no I/O: normalization with span mapping, segmentation, chunk planning."""

@@ -1,0 +1,331 @@
+"""Plan synthesis chunks from a segmented text: each cut the best natural boundary within a budget.
+
+`ChunkCursor` hands out one chunk at a time for whatever budget the caller can afford right now (the
+worker's scheduler shrinks it under load); `plan_chunks` is the whole plan for a lone stream: a short first
+chunk, then chunks that grow as the audio already sent covers their synthesis.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from .segmentation import BoundaryKind, Paragraph, Pause, Rank, Script, Token, cost, segment
+from .spans import NormalizedText
+
+__all__ = [
+    "FIRST_CHUNK_CHARS",
+    "GAP_AFTER_S",
+    "MAX_CHUNK_CHARS",
+    "Chunk",
+    "ChunkCursor",
+    "Cut",
+    "Growth",
+    "choose_cut",
+    "has_speech",
+    "plan_chunks",
+]
+
+# Budgets count phoneme-weighted characters (see segmentation.cost). Plain English is ~1.07 phonemes per
+# character, so MAX_CHUNK_CHARS keeps a chunk well under Kokoro's 510-phoneme limit.
+FIRST_CHUNK_CHARS = 50  # about 3 s of speech: the first audio comes after one short synthesis
+MAX_CHUNK_CHARS = 360
+
+# Silence to leave after a chunk's speech, once the engine has trimmed the chunk's edge silence (Kokoro
+# pads each chunk with ~0.3 s before and ~0.45 s after). Measured inside Kokoro's own speech (af_heart,
+# -40 dBFS): 0.34 s after a period, 0.28 s after a comma. Before a pause tag the tag alone sets the silence.
+GAP_AFTER_S: dict[BoundaryKind, float] = {
+    "word": 0.1,
+    "clause": 0.25,
+    "sentence": 0.35,
+    "paragraph": 0.7,
+    "pause": 0.0,
+    "end": 0.0,
+}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One unit of synthesis: text for the model, or an exact pause.
+
+    ``start``/``end`` span the original request text (before normalization); ``boundary`` says how the
+    chunk ends and ``gap_after_s`` how much silence should follow its speech.
+    """
+
+    text: str  # what the engine speaks; "" for a pause
+    start: int
+    end: int
+    boundary: BoundaryKind
+    gap_after_s: float
+    pause_s: float = 0.0  # > 0 only for a pause chunk: exact silence, no model call
+    _source: NormalizedText | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_pause(self) -> bool:
+        return self.pause_s > 0
+
+    @property
+    def cost(self) -> int:
+        """The phoneme-weighted length budgets count (0 for a pause)."""
+        return cost(self.text)
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """Map ``text[start:end]`` of this chunk to the span of the request text it came from."""
+        if self._source is None:
+            return self.start, self.end
+        return self._source.original_span(start, end)
+
+
+def has_speech(chunks: Iterable[Chunk]) -> bool:
+    """Tell whether any chunk has text for the model (the server answers 400 when none has)."""
+    return any(chunk.text for chunk in chunks)
+
+
+# --- The cut -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Where a chunk ends: after word `last`, or inside it at `split_at` (a word longer than the cap)."""
+
+    last: int
+    split_at: int | None = None
+
+
+# Cut preferences, best first: a sentence end is taken wherever it falls (a short first chunk is welcome),
+# a clause break only once the chunk is 20 % full, a plain word break at 50 %; a tiny first word alone
+# ("Hello,") is taken only when nothing else fits.
+_PREFERENCES = (
+    (Rank.SENTENCE, 0.0),
+    (Rank.CLAUSE, 0.2),
+    (Rank.WORD, 0.5),
+    (Rank.WORD, 0.25),
+    (Rank.WEAK, 0.0),
+)
+
+
+def choose_cut(text: str, tokens: Sequence[Token], first: int, head: int, budget: int, cap: int) -> Cut:
+    """The best end for a chunk starting at `head` inside `tokens[first]`, within `budget`.
+
+    All the rest of the paragraph when it fits; else the best-ranked boundary that leaves the chunk full
+    enough; one word over a small budget whole ("1,000,000" costs 65); a word over `cap` split.
+    """
+    total = cost(text[head : tokens[first].end])
+    if total > budget:
+        if total <= cap:
+            return Cut(first)
+        return Cut(first, _hard_split(text, head, tokens[first].end, budget))
+    candidates: list[tuple[int, int]] = []  # (word index, chunk cost up to it)
+    for k in range(first, len(tokens) - 1):
+        candidates.append((k, total))
+        total += tokens[k].space_after + tokens[k + 1].cost
+        if total > budget:
+            break
+    else:
+        return Cut(len(tokens) - 1)
+    for rank, min_fill in _PREFERENCES:
+        for k, chunk_cost in reversed(candidates):
+            if chunk_cost < min_fill * budget:
+                break
+            if tokens[k].rank >= rank:
+                return Cut(k)
+    return Cut(candidates[-1][0])
+
+
+def _hard_split(text: str, start: int, end: int, budget: int) -> int:
+    """Cut a word longer than the budget, after a separator in its last few characters if there is one."""
+    cut, total = start, 0
+    while cut < end:
+        total += cost(text[cut])
+        if total > budget and cut > start:
+            break
+        cut += 1
+    for k in range(cut - 1, max(start, cut - 24), -1):
+        if text[k - 1] in " /.-_?&=,;:#" and not text[k].isdigit():
+            return k
+    return cut
+
+
+# --- Chunk by chunk ------------------------------------------------------------------------------------
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+class ChunkCursor:
+    """Hands out a script's chunks in order, each cut within the budget given for it.
+
+    Pauses come out whole (adjacent ones, with nothing speakable between, add up); a chunk's boundary is
+    `pause` before a pause and `end` for the last speech, so it asks for no gap of its own.
+    """
+
+    def __init__(self, script: Script, cap: int = MAX_CHUNK_CHARS) -> None:
+        self.script = script
+        self.cap = cap
+        self._part = 0  # index into script.parts
+        self._token = 0  # next word of the current paragraph
+        self._head = -1  # where the next chunk starts inside that word (-1: at its start)
+        self._last_end = 0  # in the original text; keeps spans ordered and disjoint
+        self._suffix = [0] * (len(script.parts) + 1)  # characters of speech in parts[i:]
+        for i in range(len(script.parts) - 1, -1, -1):
+            part = script.parts[i]
+            size = part.tokens[-1].end - part.tokens[0].start if isinstance(part, Paragraph) else 0
+            self._suffix[i] = self._suffix[i + 1] + size
+
+    @property
+    def done(self) -> bool:
+        return self._skip() >= len(self.script.parts)
+
+    @property
+    def remaining_chars(self) -> int:
+        """Characters of speech not yet handed out (what is left to synthesize); 0 when done."""
+        index = self._skip()
+        parts = self.script.parts
+        if index >= len(parts):
+            return 0
+        part = parts[index]
+        rest = self._suffix[index + 1]
+        if isinstance(part, Paragraph):
+            head = part.tokens[self._token].start if self._head < 0 else self._head
+            rest += part.tokens[-1].end - head
+        return rest
+
+    def next(self, budget: int) -> Chunk | None:
+        """The next chunk, cut within `budget` (at most the cap); None when the script is spoken."""
+        budget = max(1, min(budget, self.cap))
+        while (index := self._skip()) < len(self.script.parts):
+            part = self.script.parts[index]
+            if isinstance(part, Pause):
+                return self._pause(index)
+            chunk = self._speech(part, budget)
+            if chunk is not None:
+                return chunk
+        return None
+
+    def _skip(self) -> int:
+        """Move past paragraphs with nothing to say and zero pauses; the index of the next part."""
+        parts = self.script.parts
+        while self._part < len(parts):
+            part = parts[self._part]
+            if isinstance(part, Pause):
+                if part.seconds > 0:
+                    break
+            elif part.has_speech and self._token < len(part.tokens):
+                break
+            self._advance()
+        return self._part
+
+    def _advance(self) -> None:
+        self._part += 1
+        self._token, self._head = 0, -1
+
+    def _pause(self, index: int) -> Chunk:
+        parts = self.script.parts
+        first = parts[index]
+        assert isinstance(first, Pause)
+        start, end, seconds = first.start, first.end, first.seconds
+        self._advance()
+        while (following := self._skip()) < len(parts) and isinstance(parts[following], Pause):
+            pause = parts[following]
+            assert isinstance(pause, Pause)
+            end, seconds = pause.end, seconds + pause.seconds
+            self._advance()
+        self._last_end = end
+        return Chunk("", start, end, "pause", 0.0, pause_s=seconds)
+
+    def _speech(self, paragraph: Paragraph, budget: int) -> Chunk | None:
+        text, tokens = self.script.source.text, paragraph.tokens
+        first = self._token
+        head = tokens[first].start if self._head < 0 else self._head
+        cut = choose_cut(text, tokens, first, head, budget, self.cap)
+        kind: BoundaryKind
+        if cut.split_at is not None:
+            end, kind = cut.split_at, "word"
+            self._head = cut.split_at
+        else:
+            end = tokens[cut.last].end
+            kind = paragraph.end if cut.last == len(tokens) - 1 else tokens[cut.last].rank.kind
+            self._token, self._head = cut.last + 1, -1
+        chunk = self._emit(head, end, kind)
+        if chunk is not None and not self._speech_follows(paragraph):
+            ending = self._ending()
+            if ending is not None:
+                chunk = replace(chunk, boundary=ending, gap_after_s=GAP_AFTER_S[ending])
+        return chunk
+
+    def _speech_follows(self, paragraph: Paragraph) -> bool:
+        """Whether the current paragraph still has something to say after the cursor."""
+        if self._token >= len(paragraph.tokens):
+            return False
+        text = self.script.source.text
+        head = paragraph.tokens[self._token].start if self._head < 0 else self._head
+        return any(ch.isalnum() for ch in text[head : paragraph.tokens[-1].end])
+
+    def _ending(self) -> BoundaryKind | None:
+        """How a paragraph's last speech ends when no more speech follows before a pause or the end."""
+        saved = (self._part, self._token, self._head)
+        self._advance()
+        index = self._skip()
+        self._part, self._token, self._head = saved
+        if index >= len(self.script.parts):
+            return "end"
+        if isinstance(self.script.parts[index], Pause):
+            return "pause"
+        return None
+
+    def _emit(self, start: int, end: int, kind: BoundaryKind) -> Chunk | None:
+        source = self.script.source
+        text = source.text[start:end]
+        start, end = start + len(text) - len(text.lstrip()), end - len(text) + len(text.rstrip())
+        piece = source.slice(start, end)
+        piece = piece.edit(
+            [(m.start(), m.end(), " ") for m in _WHITESPACE.finditer(piece.text) if m.group() != " "]
+        )
+        if not any(ch.isalnum() for ch in piece.text):
+            return None  # punctuation or symbols alone: nothing to say
+        span_start, span_end = source.original_span(start, end)
+        span_start = max(span_start, self._last_end)
+        span_end = max(span_end, span_start)
+        self._last_end = span_end
+        return Chunk(piece.text, span_start, span_end, kind, GAP_AFTER_S[kind], _source=piece)
+
+
+class Growth:
+    """Chunk budgets for a lone stream: the first small, then each as large as everything spoken so far.
+
+    The next chunk may cost the first chunk plus all chunks so far: at a real-time factor of 0.5 that is
+    the most that is synthesized before the audio already sent finishes playing. When every chunk fills
+    its budget this is plain doubling (50, 100, 200, 360); after a short chunk it still grows.
+    """
+
+    def __init__(self, first: int = FIRST_CHUNK_CHARS, cap: int = MAX_CHUNK_CHARS) -> None:
+        if not 0 < first <= cap:
+            raise ValueError(f"need 0 < first_chunk_chars <= max_chunk_chars, got {first}, {cap}")
+        self.first, self.cap = first, cap
+        self.budget = first
+        self._first_cost = self._spoken_cost = 0
+
+    def spoke(self, chunk: Chunk) -> None:
+        """Account for a chunk handed out; pauses cost nothing."""
+        if chunk.is_pause:
+            return
+        self._first_cost = self._first_cost or chunk.cost
+        self._spoken_cost += chunk.cost
+        self.budget = min(self.cap, max(self.first, self._first_cost + self._spoken_cost))
+
+
+def plan_chunks(
+    text: str,
+    *,
+    normalize: bool = True,
+    first_chunk_chars: int = FIRST_CHUNK_CHARS,
+    max_chunk_chars: int = MAX_CHUNK_CHARS,
+) -> list[Chunk]:
+    """Split request text into speech and pause chunks: the first short, later ones growing to the cap."""
+    growth = Growth(first_chunk_chars, max_chunk_chars)
+    cursor = ChunkCursor(segment(text, normalize=normalize), max_chunk_chars)
+    chunks: list[Chunk] = []
+    while (chunk := cursor.next(growth.budget)) is not None:
+        growth.spoke(chunk)
+        chunks.append(chunk)
+    return chunks

@@ -1,0 +1,1 @@
+"""Runs in LitServe's inference workers: the LitAPI, the synthesis engine, encoders, seams, timestamps."""

@@ -1,0 +1,279 @@
+"""PCM conversion and per-request streaming encoders for every response format."""
+
+from __future__ import annotations
+
+import io
+import struct
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from types import MappingProxyType, TracebackType
+from typing import cast
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from ..formats import RESPONSE_FORMATS, SAMPLE_RATE, ResponseFormat
+
+__all__ = ["Encoder", "open_encoder", "to_pcm16"]
+
+# Ample for mono 24 kHz speech in all three lossy codecs.
+_BIT_RATE = 64_000
+# 0xFFFFFFFF in both RIFF size fields is what players accept as "length unknown" for streamed WAV.
+_UNKNOWN_SIZE = 0xFFFFFFFF
+
+
+def _quantize(samples: npt.NDArray[np.floating]) -> npt.NDArray[np.int16]:
+    x = np.nan_to_num(np.asarray(samples, dtype=np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.rint(np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def to_pcm16(samples: npt.NDArray[np.float32]) -> bytes:
+    """Return `samples` as little-endian int16 bytes: clipped to [-1, 1], NaN as silence."""
+    return _quantize(samples).astype("<i2").tobytes()
+
+
+class Encoder(ABC):
+    """One request's encoder: turns float chunks into bytes of one response format.
+
+    Responsibilities: encode each chunk and hand back the bytes that are ready, flush everything
+    (codec delay, container trailer) on `finish()`, and release native resources on `close()`
+    however the request ends. Never share one between requests or threads.
+    """
+
+    def __init__(self) -> None:
+        self._closed = False
+
+    def write(self, samples: npt.NDArray[np.float32]) -> bytes:
+        """Encode one chunk; return the bytes that are ready now (may be b"")."""
+        self._check_open()
+        return self._write(_quantize(samples))
+
+    def finish(self) -> bytes:
+        """Flush everything, close the encoder, and return the remaining bytes."""
+        self._check_open()
+        try:
+            return self._finish()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release native resources; safe mid-stream, after `finish()`, and more than once."""
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def __enter__(self) -> Encoder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("encoder is closed; open a new one with open_encoder()")
+
+    @abstractmethod
+    def _write(self, pcm: npt.NDArray[np.int16]) -> bytes: ...
+
+    @abstractmethod
+    def _finish(self) -> bytes: ...
+
+    @abstractmethod
+    def _release(self) -> None:
+        """Free what the encoder holds; called exactly once."""
+
+
+class _PcmEncoder(Encoder):
+    # Raw PCM has no header and nothing to gain from buffering, so it always streams.
+    def _write(self, pcm: npt.NDArray[np.int16]) -> bytes:
+        return pcm.astype("<i2").tobytes()
+
+    def _finish(self) -> bytes:
+        return b""
+
+    def _release(self) -> None:
+        return None  # holds nothing
+
+
+def _wav_header(data_size: int | None) -> bytes:
+    """Return the 44-byte header of 16-bit mono PCM WAV; `None` marks a stream of unknown length."""
+    riff_size = _UNKNOWN_SIZE if data_size is None else 36 + data_size
+    data_field = _UNKNOWN_SIZE if data_size is None else data_size
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        riff_size,
+        b"WAVE",
+        b"fmt ",
+        16,  # fmt chunk size
+        1,  # WAVE_FORMAT_PCM
+        1,  # channels
+        SAMPLE_RATE,
+        SAMPLE_RATE * 2,  # byte rate
+        2,  # block align
+        16,  # bits per sample
+        b"data",
+        data_field,
+    )
+
+
+class _WavEncoder(Encoder):
+    def __init__(self, streaming: bool) -> None:
+        super().__init__()
+        self._streaming = streaming
+        self._header_sent = False
+        self._pending = bytearray()
+
+    def _write(self, pcm: npt.NDArray[np.int16]) -> bytes:
+        data = pcm.astype("<i2").tobytes()
+        if not self._streaming:
+            self._pending += data
+            return b""
+        if self._header_sent:
+            return data
+        self._header_sent = True
+        return _wav_header(None) + data
+
+    def _finish(self) -> bytes:
+        if self._header_sent:
+            return b""
+        # Nothing sent yet, so the true sizes are known even when streaming.
+        return _wav_header(len(self._pending)) + bytes(self._pending)
+
+    def _release(self) -> None:
+        self._pending = bytearray()
+
+
+@dataclass(frozen=True)
+class _Codec:
+    container: str
+    codec: str
+    bit_rate: int | None
+    streaming_options: tuple[tuple[str, str], ...] = ()
+    file_options: tuple[tuple[str, str], ...] = ()
+    # MP3, ADTS and Ogg Opus have no empty form that decoders open.
+    can_be_empty: bool = False
+
+
+_CODECS: Mapping[ResponseFormat, _Codec] = MappingProxyType(
+    {
+        # Layer III at 24 kHz is MPEG-2: 576 samples a frame. Only seekable output gets the
+        # Xing/LAME "Info" frame (frame count, encoder delay and padding for gapless decoding).
+        "mp3": _Codec("mp3", "libmp3lame", _BIT_RATE),
+        # Ogg holds back the page being filled until the next packet arrives; short pages keep that
+        # lag to ~60 ms when streaming for ~4 kbps of page headers. A file keeps the 1 s default.
+        "opus": _Codec("ogg", "libopus", _BIT_RATE, streaming_options=(("page_duration", "60000"),)),
+        # ADTS cannot record the encoder's 1024-sample priming, so decoders play it as silence.
+        "aac": _Codec("adts", "aac", _BIT_RATE),
+        # No 8 KiB padding block. Only seekable output gets STREAMINFO's total samples and MD5.
+        "flac": _Codec(
+            "flac",
+            "flac",
+            None,
+            streaming_options=(("metadata_header_padding", "0"),),
+            file_options=(("metadata_header_padding", "0"),),
+            can_be_empty=True,
+        ),
+    }
+)
+
+
+class _Chunks:
+    """An unseekable, write-only file for PyAV, so a muxer never seeks back into bytes already sent."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(data)
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
+
+
+class _AVEncoder(Encoder):
+    """PyAV codec + muxer writing into memory.
+
+    Streaming output is unseekable: FFmpeg then flushes its I/O buffer after every packet and writes
+    no header it would later patch. Non-streaming output is a seekable buffer returned whole by
+    `finish()`, so the trailer can fix up the header (MP3 Info frame, FLAC STREAMINFO).
+    """
+
+    def __init__(self, codec: _Codec, streaming: bool) -> None:
+        super().__init__()
+        self._codec = codec
+        self._out: _Chunks | io.BytesIO = _Chunks() if streaming else io.BytesIO()
+        self._container = av.open(
+            self._out,
+            mode="w",
+            format=codec.container,
+            container_options=dict(codec.streaming_options if streaming else codec.file_options),
+        )
+        try:
+            stream = self._container.add_stream(codec.codec, rate=SAMPLE_RATE, layout="mono")
+            self._stream = cast(av.AudioStream, stream)  # PyAV types only literal codec names
+            if codec.bit_rate is not None:
+                self._stream.bit_rate = codec.bit_rate
+        except BaseException:
+            self._container.close()
+            raise
+        self._samples = 0
+
+    def _write(self, pcm: npt.NDArray[np.int16]) -> bytes:
+        self._encode(pcm)
+        return self._out.take() if isinstance(self._out, _Chunks) else b""
+
+    def _finish(self) -> bytes:
+        if self._samples == 0 and not self._codec.can_be_empty:
+            # One silent sample makes a valid file (decoded as a frame of silence where the codec pads).
+            self._encode(np.zeros(1, dtype=np.int16))
+        self._container.mux(self._stream.encode(None))
+        # Closing writes the trailer (Ogg's last page, FLAC's STREAMINFO); read the output after it.
+        self._container.close()
+        return self._out.take() if isinstance(self._out, _Chunks) else self._out.getvalue()
+
+    def _encode(self, pcm: npt.NDArray[np.int16]) -> None:
+        if not pcm.size:
+            return  # PyAV cannot build a zero-sample frame (it raises MemoryError)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.time_base = Fraction(1, SAMPLE_RATE)
+        frame.pts = self._samples
+        self._samples += pcm.size
+        self._container.mux(self._stream.encode(frame))
+
+    def _release(self) -> None:
+        try:
+            # PyAV writes the trailer on any close, even from the GC; mid-stream nobody reads it.
+            self._container.close()
+        except av.FFmpegError:
+            pass  # the output is being abandoned; a failing trailer there changes nothing
+        finally:
+            # Dropping the last references frees the codec context and buffers now, not at GC.
+            del self._stream, self._container, self._out
+
+
+def open_encoder(fmt: ResponseFormat, *, streaming: bool = True) -> Encoder:
+    """Return a new encoder for one request's audio in `fmt`.
+
+    `streaming=False` buffers until `finish()` where that makes a better file: WAV with true sizes,
+    MP3 with its Info frame (exact duration, gapless), FLAC with total samples and MD5.
+    """
+    if fmt == "pcm":
+        return _PcmEncoder()
+    if fmt == "wav":
+        return _WavEncoder(streaming)
+    if fmt not in _CODECS:
+        raise ValueError(f"unknown response format {fmt!r}; expected one of {', '.join(RESPONSE_FORMATS)}")
+    return _AVEncoder(_CODECS[fmt], streaming)
