@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import get_args
 
 from tts_api.logs import configure_logging
-from tts_api.settings import Device, Settings
-from tts_api.shutdown import stop_children, stop_on_signals
+from tts_api.settings import Device, SchedulerPolicy, Settings
+from tts_api.shutdown import GracefulShutdown, stop_children, stop_on_signals
 
 logger = logging.getLogger("tts_api.server")
 
@@ -32,6 +32,34 @@ def parse_flags(argv: list[str] | None) -> dict[str, object]:
     )
     parser.add_argument(
         "--api-key", help="require `Authorization: Bearer <key>` on /v1/* (prefer TTS_API_KEY)"
+    )
+    parser.add_argument(
+        "--scheduler",
+        choices=get_args(SchedulerPolicy),
+        help="edf (default): deadline first; fifo: one at a time",
+    )
+    parser.add_argument(
+        "--max-streams-per-worker",
+        type=int,
+        help="streams a worker synthesizes at once (default: from its speed)",
+    )
+    parser.add_argument(
+        "--max-lead",
+        type=float,
+        dest="max_lead_s",
+        help="seconds of audio synthesized ahead of the reader (default 30)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        dest="idle_timeout_s",
+        help="cut a client that reads nothing this long (default 60 s)",
+    )
+    parser.add_argument(
+        "--drain-grace",
+        type=float,
+        dest="drain_grace_s",
+        help="seconds to let requests finish on shutdown (default 30)",
     )
     parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
@@ -61,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         with shared_state() as shared:
-            build_server(settings, shared).run(
+            server = build_server(settings, shared)
+            GracefulShutdown(shared.board, settings.drain_grace_s).install()
+            server.run(
                 host=settings.host,
                 port=settings.port,
                 num_api_servers=settings.api_servers,

@@ -202,7 +202,7 @@ class Metrics:
         self.url = url
 
     def scrape(self) -> dict[str, Any]:
-        """{'name{label="v"}': value} for every sample, plus parsed histograms under 'histograms'."""
+        """{'name{label="v"}': value} per sample, totals under bare names, histograms under 'histograms'."""
         text = httpx.get(self.url + "/metrics", timeout=30).text
         values: dict[str, Any] = {}
         histograms: dict[str, Histogram] = {}
@@ -219,5 +219,7 @@ class Metrics:
                     continue
                 labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
                 values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+                if labels:  # and the total over the name's labels under the bare name
+                    values[sample.name] = values.get(sample.name, 0.0) + sample.value
         values["histograms"] = histograms
         return values

@@ -14,6 +14,9 @@ from tts_api.processes import ServerProcess
 from tts_api.settings import Settings
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Test servers run beside the test process (and, in CI, other servers) on 2 cores: one torch thread each
+# avoids OpenMP threads spinning against each other. Speed is measured by `make bench`, not here.
+os.environ.setdefault("TTS_TORCH_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -44,14 +44,17 @@ class RawRequest:
 
 
 def metrics(url: str) -> dict[str, float]:
-    """The server's /metrics as {'name{label="v"}': value} (counters without _total suffix removal)."""
+    """The server's /metrics as {'name{label="v"}': value}, plus {'name': total} over a name's labels."""
     text = httpx.get(url + "/metrics", timeout=30).text
     values: dict[str, float] = {}
+    totals: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
             values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return values
+            if family.type != "histogram":
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return {**totals, **values}
 
 
 def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]

@@ -107,9 +107,9 @@ def test_errors_are_invalid_request_subclasses() -> None:
         parse({"input": ""})
 
 
-def test_the_plan_comes_with_the_request_and_is_normalized_only_for_english() -> None:
+def test_the_script_comes_with_the_request_and_is_normalized_only_for_english() -> None:
     def spoken(body: dict[str, object]) -> str:
-        return " ".join(chunk.text for chunk in parse(body).chunks)
+        return parse(body).script.source.text
 
     assert spoken({"input": "**Bold** move"}) == "Bold move"
     assert "**Bold**" in spoken({"input": "**Bold** move", "normalize": False})

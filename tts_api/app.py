@@ -20,6 +20,8 @@ from .worker.api import SPEECH_PATH, SpeechAPI
 
 __all__ = ["build_server", "resolve_accelerator"]
 
+LITSERVE_ROUTES = frozenset({"/", "/health", "/info"})
+
 
 def resolve_accelerator(settings: Settings) -> str:
     """The LitServe accelerator for `settings.device`; `auto` means CUDA when a GPU is visible.
@@ -45,6 +47,7 @@ def build_server(settings: Settings, shared: Shared) -> ls.LitServer:
         "shared": shared,
         "path": SPEECH_PATH,
         "max_pending": settings.max_pending,
+        "idle_timeout_s": settings.idle_timeout_s,
         "api_key": settings.api_key.get_secret_value() if settings.api_key else None,
     }
     server = ls.LitServer(
@@ -54,10 +57,15 @@ def build_server(settings: Settings, shared: Shared) -> ls.LitServer:
         workers_per_device=settings.workers_per_device,
         # LitServe's timeout only bounds queue wait and turns into an empty 200 when streaming.
         timeout=False,
-        model_metadata={"model": "Kokoro-82M", "model_dir": str(files.root)},
         middlewares=[(SpeechGateway, gateway)],
+        # A worker that dies is replaced; the gateway fails the requests it held (LitServe cannot).
+        restart_workers=True,
     )
-    add_routes(server.app, context=context, shared=shared)
+    # LitServe's own /, /health and /info cannot see draining or say which worker is down: ours replace them.
+    server.app.router.routes[:] = [
+        route for route in server.app.router.routes if getattr(route, "path", None) not in LITSERVE_ROUTES
+    ]
+    add_routes(server.app, context=context, shared=shared, workers=lambda: server.workers_setup_status)
     server.app.add_exception_handler(TTSError, _tts_error)
     server.app.add_exception_handler(StarletteHTTPException, _http_error)
     return server

@@ -4,14 +4,23 @@ TTSError                 500 server_error
 ├── InvalidRequest       400 invalid_request_error   (bad field value, bad JSON)
 │   └── InputTooLong     413 invalid_request_error
 ├── NotFound             404 invalid_request_error
-└── Overloaded           503 server_error            (with Retry-After)
+├── Overloaded           503 server_error            (with Retry-After: busy, or shutting down)
+└── WorkerLost           503 server_error            (with Retry-After: the worker died mid-request)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["InputTooLong", "InvalidRequest", "NotFound", "Overloaded", "TTSError", "Unauthorized"]
+__all__ = [
+    "InputTooLong",
+    "InvalidRequest",
+    "NotFound",
+    "Overloaded",
+    "TTSError",
+    "Unauthorized",
+    "WorkerLost",
+]
 
 
 class TTSError(Exception):
@@ -95,3 +104,9 @@ class Overloaded(TTSError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class WorkerLost(Overloaded):
+    """Raised when the worker process synthesizing a request died; a replacement is starting."""
+
+    code = "worker_lost"

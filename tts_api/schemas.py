@@ -10,8 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from .errors import InputTooLong, InvalidRequest, TTSError
 from .formats import ResponseFormat
-from .text.planning import Chunk, has_speech, plan_chunks
-from .text.segmentation import InvalidPauseTag
+from .text.segmentation import InvalidPauseTag, Paragraph, Script, segment
 from .voices import ENGLISH, LANGUAGES, VoiceBlend, VoiceCatalogue, VoiceNotFound
 
 __all__ = ["MODEL_IDS", "PlannedSpeech", "RequestContext", "SpeechRequest", "parse_speech_request"]
@@ -94,12 +93,12 @@ class SpeechRequest(BaseModel):
 
 @dataclass(frozen=True)
 class PlannedSpeech:
-    """A valid request and what validating it worked out, so no process works it out twice."""
+    """A valid request and what validating it worked out: its voice, language and segmented text."""
 
     request: SpeechRequest
     voice: VoiceBlend
     lang_code: str  # `lang_code` if given, else the first voice's prefix
-    chunks: list[Chunk]  # the synthesis plan of `request.input`
+    script: Script  # `request.input`, normalized (English) and segmented: what chunks are cut from
 
 
 def _context(info: ValidationInfo) -> RequestContext:
@@ -143,12 +142,12 @@ def parse_speech_request(body: bytes | dict[str, Any], context: RequestContext) 
     lang_code = request.lang_code or voice.lang_code
     try:
         # Normalization reads URLs and symbols in English, so only English text gets it.
-        chunks = plan_chunks(request.input, normalize=request.normalize and lang_code in ENGLISH)
+        script = segment(request.input, normalize=request.normalize and lang_code in ENGLISH)
     except InvalidPauseTag as exc:
         raise InvalidRequest(str(exc), param="input", code="invalid_pause_tag") from None
-    if not has_speech(chunks):
+    if not any(isinstance(part, Paragraph) and part.has_speech for part in script.parts):
         raise InvalidRequest("input has no speakable text", param="input")
-    return PlannedSpeech(request, voice, lang_code, chunks)
+    return PlannedSpeech(request, voice, lang_code, script)
 
 
 def _from_validation_error(exc: ValidationError) -> TTSError:

@@ -9,9 +9,10 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Device", "Settings", "default_model_dir"]
+__all__ = ["Device", "SchedulerPolicy", "Settings", "default_model_dir"]
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
+SchedulerPolicy = Literal["edf", "fifo"]
 
 # Kokoro-82M v1.0: bump the directory name when the asset recipe changes so old caches are not reused.
 MODEL_DIR_NAME = "kokoro-82m-v1.0"
@@ -47,4 +48,14 @@ class Settings(BaseSettings):
     max_pending: int = Field(default=64, ge=1)
     # 0 = share the cores evenly between the workers of one machine.
     torch_threads: int = Field(default=0, ge=0)
+    # How a worker shares itself between streams: earliest deadline first, or one at a time (`fifo`).
+    scheduler: SchedulerPolicy = "edf"
+    # Streams one worker synthesizes at once; 0 = derived from the worker's measured speed.
+    max_streams_per_worker: int = Field(default=0, ge=0)
+    # Never synthesize more than this many seconds of audio ahead of what the client has read.
+    max_lead_s: float = Field(default=30.0, gt=0)
+    # A streaming client that reads nothing for this long is cut off and its synthesis cancelled.
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+    # On SIGTERM or Ctrl-C, let requests in flight finish for up to this long, then cancel them.
+    drain_grace_s: float = Field(default=30.0, ge=0)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

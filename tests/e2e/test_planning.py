@@ -17,7 +17,10 @@ SPEECH = "/v1/audio/speech"
 
 
 def pcm(server: ServerProcess, body: dict) -> np.ndarray:
-    response = httpx.post(server.url + SPEECH, json={"response_format": "pcm", **body}, timeout=120)
+    """The PCM samples of a seeded request (seeded requests keep the lone-stream plan: exact lengths)."""
+    response = httpx.post(
+        server.url + SPEECH, json={"response_format": "pcm", "seed": 1, **body}, timeout=120
+    )
     assert response.status_code == 200, response.text
     return np.frombuffer(response.content, dtype="<i2")
 

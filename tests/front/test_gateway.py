@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 
 import pytest
 
 from tts_api.errors import InvalidRequest
 from tts_api.front.gateway import SpeechGateway
-from tts_api.ipc.board import CancelBoard
 from tts_api.ipc.counters import Counters
 from tts_api.ipc.frames import TICKET_KEY, Ticket
 from tts_api.ipc.manager import Shared
+from tts_api.ipc.streams import StreamBoard
 from tts_api.schemas import RequestContext
 from tts_api.voices import VoiceCatalogue
 
@@ -38,7 +41,7 @@ def litserve_like(script: list[object], seen: list[dict]) -> Callable:
             elif item is END:
                 data = ticket.end_frame(audio_seconds=1.0, usage={"input_tokens": 3})
             else:
-                data = ticket.audio_frame(item)
+                data = ticket.audio_frame(item, audio_end_s=len(item) / 48_000)
             await send({"type": "http.response.body", "body": data, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -49,7 +52,7 @@ def call(
     script: list[object], request: dict, headers: list | None = None, shared: Shared | None = None
 ) -> tuple[list[dict], list[dict]]:
     seen: list[dict] = []
-    shared = shared or Shared(board=CancelBoard(), counters=Counters())
+    shared = shared or Shared(board=StreamBoard(), counters=Counters())
     gateway = SpeechGateway(
         litserve_like(script, seen), context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=2
     )
@@ -68,6 +71,16 @@ def call(
     scope = {"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": headers or []}
     asyncio.run(gateway(scope, receive, send))
     return sent, seen
+
+
+def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Board updates are posted from a thread: wait for one to land."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.01)
+    return check()
 
 
 def status_and_headers(sent: list[dict]) -> tuple[int, dict[bytes, bytes]]:
@@ -155,13 +168,17 @@ def test_an_item_that_is_not_a_frame_of_this_request_is_a_failure() -> None:
         await receive()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send(
-            {"type": "http.response.body", "body": stranger.audio_frame(b"not yours"), "more_body": True}
+            {
+                "type": "http.response.body",
+                "body": stranger.audio_frame(b"not yours", audio_end_s=0.1),
+                "more_body": True,
+            }
         )
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     sent: list[dict] = []
     gateway = SpeechGateway(
-        app, context=CONTEXT, shared=Shared(CancelBoard(), Counters()), path="/v1/audio/speech", max_pending=2
+        app, context=CONTEXT, shared=Shared(StreamBoard(), Counters()), path="/v1/audio/speech", max_pending=2
     )
     body = {"type": "http.request", "body": json.dumps({"input": "hi"}).encode(), "more_body": False}
 
@@ -185,8 +202,8 @@ def test_the_sse_done_event_carries_the_workers_usage() -> None:
 
 
 def test_admission_is_refused_with_retry_after_when_the_board_is_full() -> None:
-    shared = Shared(board=CancelBoard(), counters=Counters())
-    assert shared.board.open("a", 2) and shared.board.open("b", 2)  # two requests in flight
+    shared = Shared(board=StreamBoard(), counters=Counters())
+    assert shared.board.open("a", 2) == shared.board.open("b", 2) == "admitted"  # two in flight
     sent, seen = call([END], {"input": "hi"}, shared=shared)
     status, headers = status_and_headers(sent)
     assert status == 503 and headers[b"retry-after"] == b"2" and seen == []
@@ -194,13 +211,13 @@ def test_admission_is_refused_with_retry_after_when_the_board_is_full() -> None:
 
 
 def test_an_admitted_request_is_on_the_board_until_the_worker_closes_it() -> None:
-    shared = Shared(board=CancelBoard(), counters=Counters())
+    shared = Shared(board=StreamBoard(), counters=Counters())
     call([b"audio", END], {"input": "hi"}, shared=shared)
     assert shared.board.size() == 1  # the scripted worker never closes it; a real one always does
 
 
 def test_a_client_that_leaves_mid_stream_is_cancelled_on_the_board() -> None:
-    shared = Shared(board=CancelBoard(), counters=Counters())
+    shared = Shared(board=StreamBoard(), counters=Counters())
     seen: list[dict] = []
     sent: list[dict] = []
 
@@ -209,7 +226,13 @@ def test_a_client_that_leaves_mid_stream_is_cancelled_on_the_board() -> None:
         seen.append(body)
         ticket = Ticket.from_dict(body[TICKET_KEY])
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": ticket.audio_frame(b"a"), "more_body": True})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": ticket.audio_frame(b"a", audio_end_s=0.1),
+                "more_body": True,
+            }
+        )
         assert (await receive())["type"] == "http.disconnect"  # what StreamingResponse listens for
 
     messages = [
@@ -228,4 +251,125 @@ def test_a_client_that_leaves_mid_stream_is_cancelled_on_the_board() -> None:
         gateway({"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": []}, receive, send)
     )
     key = seen[0][TICKET_KEY]["key"]
-    assert shared.board.is_cancelled(key)
+    assert eventually(lambda: shared.board.poll([key])[key].reason == "client")
+
+
+def run_gateway(app: Callable, request: dict, shared: Shared, **options: object) -> list[dict]:
+    """Drive the gateway around `app` for one request whose client never disconnects."""
+    sent: list[dict] = []
+    gateway = SpeechGateway(
+        app, context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=4, **options
+    )
+    messages = [{"type": "http.request", "body": json.dumps(request).encode(), "more_body": False}]
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(
+        gateway({"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": []}, receive, send)
+    )
+    return sent
+
+
+def test_a_draining_server_refuses_new_requests_with_503() -> None:
+    shared = Shared(board=StreamBoard(), counters=Counters())
+    shared.board.drain()
+    sent, seen = call([END], {"input": "hi"}, shared=shared)
+    status, headers = status_and_headers(sent)
+    assert status == 503 and b"retry-after" in headers and seen == []
+    assert "shutting down" in json.loads(body_of(sent))["error"]["message"]
+
+
+def test_the_board_learns_how_much_audio_the_client_has_taken() -> None:
+    shared = Shared(board=StreamBoard(), counters=Counters())
+    keys: list[str] = []
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        ticket = Ticket.from_dict(json.loads((await receive())["body"])[TICKET_KEY])
+        keys.append(ticket.key)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for end_s in (0.5, 1.75):
+            frame = ticket.audio_frame(b"\x00" * 10, audio_end_s=end_s)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": ticket.end_frame(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    run_gateway(app, {"input": "hi", "response_format": "pcm"}, shared)
+    assert eventually(lambda: shared.board.poll(keys)[keys[0]].delivered_s == 1.75)
+
+
+def test_a_client_that_reads_nothing_for_the_idle_timeout_is_cut_and_cancelled() -> None:
+    shared = Shared(board=StreamBoard(), counters=Counters())
+    keys: list[str] = []
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        ticket = Ticket.from_dict(json.loads((await receive())["body"])[TICKET_KEY])
+        keys.append(ticket.key)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:
+            frame = ticket.audio_frame(b"\x00" * 10, audio_end_s=0.1)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+
+    sent: list[dict] = []
+    gateway = SpeechGateway(
+        app, context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=4, idle_timeout_s=0.3
+    )
+    body = {"type": "http.request", "body": json.dumps({"input": "hi"}).encode(), "more_body": False}
+    messages = [body]
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.body" and len(sent) >= 3:
+            await asyncio.sleep(3600)  # the client's socket is full: nothing more is taken
+        sent.append(message)
+
+    asyncio.run(
+        asyncio.wait_for(
+            gateway(
+                {"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": []}, receive, send
+            ),
+            10,
+        )
+    )
+    assert not completed(sent)
+    assert eventually(lambda: shared.board.poll(keys)[keys[0]].reason == "idle")
+
+
+@pytest.mark.parametrize("audio_first", [False, True], ids=["before-audio", "mid-stream"])
+def test_a_request_whose_worker_process_died_fails_visibly_within_seconds(audio_first: bool) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    shared = Shared(board=StreamBoard(), counters=Counters())
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        ticket = Ticket.from_dict(json.loads((await receive())["body"])[TICKET_KEY])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send(
+            {"type": "http.response.body", "body": ticket.start_frame(dead.pid, 1.0), "more_body": True}
+        )
+        if audio_first:
+            frame = ticket.audio_frame(b"\x01\x02", audio_end_s=0.1)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await asyncio.sleep(3600)  # LitServe would wait forever for a worker that is gone
+
+    started = time.monotonic()
+    sent = run_gateway(app, {"input": "hi", "response_format": "pcm"}, shared)
+    assert time.monotonic() - started < 5
+    if audio_first:
+        assert body_of(sent) == b"\x01\x02" and not completed(sent)  # an aborted transfer
+    else:
+        status, headers = status_and_headers(sent)
+        assert status == 503 and b"retry-after" in headers
+        assert json.loads(body_of(sent))["error"]["code"] == "worker_lost"
+    assert eventually(lambda: shared.board.size() == 0)  # nothing left on the board

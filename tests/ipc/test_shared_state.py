@@ -1,4 +1,4 @@
-"""The cancel board, the counters, and both shared across processes through the manager."""
+"""The stream board, the counters, and both shared across processes through the manager."""
 
 from __future__ import annotations
 
@@ -7,43 +7,72 @@ import multiprocessing
 import pytest
 
 from tts_api.front.metrics import render
-from tts_api.ipc import board as cancellation
-from tts_api.ipc.board import CancelBoard
+from tts_api.ipc import streams as board_module
 from tts_api.ipc.counters import Counters
 from tts_api.ipc.frames import FrameError, Ticket
 from tts_api.ipc.manager import Shared, shared_state
+from tts_api.ipc.streams import StreamBoard
 
 
 def test_a_cancel_reaches_an_open_request_and_closing_forgets_it() -> None:
-    board = CancelBoard()
-    assert board.open("k", limit=10)
-    assert not board.is_cancelled("k")
+    board = StreamBoard()
+    assert board.open("k", limit=10) == "admitted"
+    assert board.poll(["k"])["k"].status == "open"
     assert board.cancel("k")
-    assert board.is_cancelled("k")
+    state = board.poll(["k"])["k"]
+    assert state.status == "cancelled" and state.reason == "client" and state.stopped
     board.close("k")
-    assert board.size() == 0 and not board.is_cancelled("k")
+    assert board.size() == 0
+
+
+def test_a_request_missing_from_the_board_reads_as_gone_not_as_running() -> None:
+    """A worker must stop a job whose entry the front already closed, not synthesize for nobody."""
+    board = StreamBoard()
+    state = board.poll(["never-opened"])["never-opened"]
+    assert state.status == "gone" and state.stopped
 
 
 def test_a_cancel_after_the_job_ended_leaves_nothing_behind() -> None:
-    board = CancelBoard()
+    board = StreamBoard()
     board.open("k", limit=10)
     board.close("k")  # the worker finished
     assert not board.cancel("k")  # the client left a moment later
     assert board.size() == 0
 
 
-def test_admission_stops_at_the_limit() -> None:
-    board = CancelBoard()
-    assert board.open("a", limit=2) and board.open("b", limit=2)
-    assert not board.open("c", limit=2)
+def test_admission_stops_at_the_limit_and_while_draining() -> None:
+    board = StreamBoard()
+    assert board.open("a", limit=2) == board.open("b", limit=2) == "admitted"
+    assert board.open("c", limit=2) == "full"
     board.close("a")
-    assert board.open("c", limit=2)
+    assert board.open("c", limit=2) == "admitted"
+    board.drain()
+    board.close("b")
+    assert board.open("d", limit=10) == "draining" and board.draining()
+
+
+def test_shutdown_cancels_everything_in_flight_with_its_reason() -> None:
+    board = StreamBoard()
+    board.open("a", limit=10)
+    board.open("b", limit=10)
+    board.cancel("a")  # the client of a left first: that reason stays
+    assert board.cancel_all("shutdown") == 2
+    states = board.poll(["a", "b"])
+    assert (states["a"].reason, states["b"].reason) == ("client", "shutdown")
+
+
+def test_the_front_reports_how_much_audio_the_client_has_taken() -> None:
+    board = StreamBoard()
+    board.open("k", limit=10)
+    board.delivered("k", 3.5)
+    board.delivered("k", 2.0)  # a late report never moves it back
+    assert board.poll(["k"])["k"].delivered_s == 3.5
 
 
 def test_entries_of_dead_workers_expire(monkeypatch: pytest.MonkeyPatch) -> None:
-    board = CancelBoard()
+    board = StreamBoard()
     board.open("orphan", limit=10)
-    monkeypatch.setattr(cancellation, "MAX_ENTRY_AGE_S", -1.0)
+    monkeypatch.setattr(board_module, "MAX_ENTRY_AGE_S", -1.0)
     board.open("next", limit=10)
     assert board.size() == 1
 
@@ -71,7 +100,7 @@ def _worker(shared: Shared, key: str) -> None:
 
 def test_the_shared_objects_work_from_a_spawned_process() -> None:
     with shared_state() as shared:
-        assert shared.board.open("job", 5)
+        assert shared.board.open("job", 5) == "admitted"
         assert shared.board.cancel("job")
         child = multiprocessing.get_context("spawn").Process(target=_worker, args=(shared, "job"))
         child.start()
@@ -83,10 +112,11 @@ def test_the_shared_objects_work_from_a_spawned_process() -> None:
 
 def test_frames_round_trip_and_refuse_strangers() -> None:
     ticket, stranger = Ticket.issue(), Ticket.issue()
-    frame = ticket.parse(ticket.audio_frame(b"\x00\x01"))
-    assert (frame.kind, frame.payload) == ("audio", b"\x00\x01") and frame.sent_at > 0
+    frame = ticket.parse(ticket.audio_frame(b"\x00\x01", audio_end_s=1.25))
+    assert (frame.kind, frame.audio, frame.audio_end_s) == ("audio", b"\x00\x01", 1.25) and frame.sent_at > 0
+    assert ticket.parse(ticket.start_frame(123, 4.5)).data() == {"pid": 123, "created": 4.5}
     assert ticket.parse(ticket.end_frame(audio_seconds=1.5)).data() == {"audio_seconds": 1.5}
-    for item in (stranger.audio_frame(b"x"), b"", b"RIFF...."):
+    for item in (stranger.audio_frame(b"x", audio_end_s=0.1), b"", b"RIFF...."):
         with pytest.raises(FrameError):
             ticket.parse(item)
 

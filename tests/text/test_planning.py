@@ -53,12 +53,17 @@ FIRST_CHUNKS = [
     (
         "more-than-a-tiny-first-word",
         "Hello, I'm here to tell you about our new product line which launches tomorrow morning at nine.",
-        "Hello, I'm here to tell you about our new",
+        "Hello, I'm here to tell",
     ),
     (
         "abbreviation-is-not-a-sentence-end",
         "Dr. Smith and Mr. Jones met Mrs. Brown at St. Mary's church on a very cold winter morning.",
-        "Dr. Smith and Mr. Jones met Mrs. Brown",
+        "Dr. Smith",
+    ),
+    (
+        "a-first-sentence-a-little-over-budget-stays-whole",
+        "The weather was lovely on Tuesday. We walked along the river until the sun went down.",
+        "The weather was lovely on Tuesday.",
     ),
 ]
 

@@ -7,12 +7,16 @@ sent yet, an SSE error event, or an aborted connection (never a clean end of a s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import psutil
 from starlette.types import Message, Send
 
 from ..errors import InvalidRequest, TTSError
@@ -20,7 +24,7 @@ from ..formats import MEDIA_TYPES
 from ..ipc.frames import Frame, FrameError, Ticket
 from ..schemas import SpeechRequest
 
-__all__ = ["Relay", "error_response", "relay_for"]
+__all__ = ["ClientStalled", "Relay", "WorkerProcess", "error_response", "relay_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +38,50 @@ async def error_response(send: Send, error: TTSError) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+class ClientStalled(Exception):
+    """Raised when the client took none of the response for longer than the idle timeout."""
+
+
+@dataclass(frozen=True)
+class WorkerProcess:
+    """The worker process that took a request, as its start frame named it."""
+
+    pid: int
+    created: float  # its start time: a later process that reuses the pid is not the same worker
+
+    def alive(self) -> bool:
+        try:
+            process = psutil.Process(self.pid)
+            return process.create_time() == self.created and process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+
 class Relay:
     """Receives what LitServe sends for one request and answers the client in the requested shape.
 
-    Subclasses decide what audio, the end and an error look like on the wire.
+    Subclasses decide what audio, the end and an error look like on the wire. `delivered` is told how
+    many seconds of audio the client has taken (the worker's backpressure); a send the client does not
+    take for `idle_timeout_s` raises ClientStalled.
     """
 
-    def __init__(self, speech: SpeechRequest, ticket: Ticket, send: Send, received_at: float) -> None:
+    def __init__(
+        self,
+        speech: SpeechRequest,
+        ticket: Ticket,
+        send: Send,
+        received_at: float,
+        *,
+        delivered: Callable[[float], None],
+        idle_timeout_s: float,
+    ) -> None:
         self.speech = speech
         self.ticket = ticket
-        self.send = send
+        self._send = send
         self.received_at = received_at
+        self.delivered = delivered
+        self.idle_timeout_s = idle_timeout_s
+        self.worker: WorkerProcess | None = None
         self.started = False  # the client's response has begun
         self.finished = False  # nothing more goes to the client
         self.abandoned = False
@@ -88,8 +125,13 @@ class Relay:
             self.delivery_s.append(max(0.0, time.time() - frame.sent_at))
             if self.first_audio_s is None:
                 self.first_audio_s = time.monotonic() - self.received_at
-            self.audio_bytes_sent += len(frame.payload)
-            await self.on_audio(frame.payload)
+            audio = frame.audio
+            self.audio_bytes_sent += len(audio)
+            await self.on_audio(audio)
+            self.delivered(frame.audio_end_s)
+        elif frame.kind == "start":
+            data = frame.data()
+            self.worker = WorkerProcess(int(data["pid"]), float(data["created"]))
         elif frame.kind == "words":
             await self.on_words(frame.data())
         elif frame.kind == "end":
@@ -113,6 +155,15 @@ class Relay:
             error.type = InvalidRequest.type
         await error_response(self.send, error)
         self.finished = True
+
+    async def send(self, message: Message) -> None:
+        """Send to the client; ClientStalled if it takes nothing for the idle timeout."""
+        try:
+            await asyncio.wait_for(self._send(message), self.idle_timeout_s)
+        except asyncio.TimeoutError:
+            raise ClientStalled(
+                f"request {self.ticket.request_id}: the client read nothing for {self.idle_timeout_s:g} s"
+            ) from None
 
     async def start(self, media_type: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         headers = [(b"content-type", media_type.encode()), (b"cache-control", b"no-cache")]
@@ -190,8 +241,8 @@ class _EventStream(Relay):
 class _WholeFile(Relay):
     """`stream: false`: the complete file in one response with Content-Length."""
 
-    def __init__(self, speech: SpeechRequest, ticket: Ticket, send: Send, received_at: float) -> None:
-        super().__init__(speech, ticket, send, received_at)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._parts: list[bytes] = []
 
     async def on_audio(self, data: bytes) -> None:
@@ -206,9 +257,10 @@ class _WholeFile(Relay):
         await self.body(data, more=False)
 
 
-def relay_for(speech: SpeechRequest, ticket: Ticket, send: Send, received_at: float) -> Relay:
+def relay_for(speech: SpeechRequest, *args: Any, **kwargs: Any) -> Relay:
+    """The relay for the response shape `speech` asks for (arguments as for Relay)."""
     if not speech.stream:
-        return _WholeFile(speech, ticket, send, received_at)
+        return _WholeFile(speech, *args, **kwargs)
     if speech.stream_format in ("sse", "ndjson"):
-        return _EventStream(speech, ticket, send, received_at)
-    return _AudioStream(speech, ticket, send, received_at)
+        return _EventStream(speech, *args, **kwargs)
+    return _AudioStream(speech, *args, **kwargs)

@@ -27,8 +27,22 @@ METRICS: Mapping[str, tuple[MetricKind, str]] = {
     "tts_requests_rejected_total": ("counter", "Requests answered with an error before queueing, by status."),
     "tts_chunks_synthesized_total": ("counter", "Text chunks the model synthesized."),
     "tts_audio_seconds_total": ("counter", "Seconds of audio synthesized."),
-    "tts_open_encoders": ("gauge", "Audio encoders alive in the workers."),
+    "tts_open_encoders": ("gauge", "Audio encoders alive, per worker."),
     "tts_cancel_board_entries": ("gauge", "Speech requests admitted and not yet ended (queued or running)."),
+    "tts_streams": (
+        "gauge",
+        "Streams a worker holds, by state: active (synthesizing) or waiting (not admitted).",
+    ),
+    "tts_worker_capacity": ("gauge", "Audio seconds a worker synthesizes per wall second (measured)."),
+    "tts_load": (
+        "gauge",
+        "Demand over capacity: requests in flight over the real-time streams the workers can feed.",
+    ),
+    "tts_deadline_misses_total": ("counter", "Audio chunks sent after the client's player ran out."),
+    "tts_deadline_miss_seconds": (
+        "histogram",
+        "How long a player waited for a late chunk (a server-side estimate of underruns).",
+    ),
     "tts_time_to_first_audio_seconds": (
         "histogram",
         "Request received to its first audio reaching the front.",

@@ -2,8 +2,11 @@
 
 LitServe streams whatever the worker yields and ends the HTTP body the same way whether the worker
 finished or failed. So every item a worker yields is a frame: the request's private key, a kind
-(audio, words, end, error), the wall-clock time it was yielded, and a payload. A stream whose last frame
-is not `end` was cut off; the timestamp measures how long the item took to reach the front.
+(start, audio, words, end, error), the wall-clock time it was yielded, and a payload. A stream whose last
+frame is not `end` was cut off; the timestamp measures how long the item took to reach the front. The
+`start` frame names the worker process that took the request, so the front can fail the request
+visibly if that process dies; an audio frame says how far into the audio its bytes reach, so the
+front can tell the worker how much its client has taken.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ __all__ = ["TICKET_KEY", "Frame", "FrameError", "Ticket"]
 # The key under which the front passes the ticket to the worker inside the request body.
 TICKET_KEY = "_tts_ticket"
 _MAGIC = b"\x00tts"
-Kind = Literal["audio", "words", "end", "error"]
-_KINDS: dict[bytes, Kind] = {b"A": "audio", b"W": "words", b"E": "end", b"X": "error"}
+Kind = Literal["start", "audio", "words", "end", "error"]
+_KINDS: dict[bytes, Kind] = {b"S": "start", b"A": "audio", b"W": "words", b"E": "end", b"X": "error"}
 _CODES = {kind: code for code, kind in _KINDS.items()}
 _TIME = struct.Struct("<d")
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -41,8 +44,19 @@ class Frame:
     payload: bytes
 
     def data(self) -> Any:
-        """The JSON payload of a words, end or error frame."""
+        """The JSON payload of a start, words, end or error frame."""
         return json.loads(self.payload)
+
+    @property
+    def audio(self) -> bytes:
+        """The encoded bytes of an audio frame."""
+        return self.payload[_TIME.size :]
+
+    @property
+    def audio_end_s(self) -> float:
+        """How many seconds into the response's audio an audio frame's bytes reach."""
+        (seconds,) = _TIME.unpack_from(self.payload)
+        return float(seconds)
 
     def error(self) -> TTSError:
         """The error a worker reported, rebuilt with its status and OpenAI fields."""
@@ -83,8 +97,13 @@ class Ticket:
     def _frame(self, kind: Kind, payload: bytes) -> bytes:
         return _MAGIC + self.key.encode() + _CODES[kind] + _TIME.pack(time.time()) + payload
 
-    def audio_frame(self, data: bytes) -> bytes:
-        return self._frame("audio", data)
+    def start_frame(self, worker_pid: int, worker_created: float) -> bytes:
+        """The first frame: which worker process has the request (pid and start time)."""
+        return self._frame("start", json.dumps({"pid": worker_pid, "created": worker_created}).encode())
+
+    def audio_frame(self, data: bytes, *, audio_end_s: float) -> bytes:
+        """Encoded audio that reaches `audio_end_s` seconds into the response."""
+        return self._frame("audio", _TIME.pack(audio_end_s) + data)
 
     def words_frame(self, words: list[dict[str, Any]]) -> bytes:
         """Word timestamps of the audio frames just sent."""

@@ -1,7 +1,7 @@
 """The manager process that holds what every process of one server shares, and typed handles to it.
 
 Calls through a proxy are round trips to the manager process. The Protocols below are what mypy checks
-those calls against; the real classes (`CancelBoard`, `Counters`) satisfy them, so unit tests can pass
+those calls against; the real classes (`StreamBoard`, `Counters`) satisfy them, so unit tests can pass
 the objects themselves.
 """
 
@@ -13,20 +13,24 @@ from dataclasses import dataclass
 from multiprocessing.managers import BaseManager
 from typing import Protocol, cast
 
-from .board import CancelBoard
 from .counters import Counters, Snapshot
+from .streams import Admission, CancelReason, StreamBoard, StreamState
 
 __all__ = ["BoardProxy", "CountersProxy", "Shared", "shared_state"]
 
 
 class BoardProxy(Protocol):
-    """The cancel board (ipc/board.py) as seen from any process."""
+    """The stream board (ipc/streams.py) as seen from any process."""
 
-    def open(self, key: str, limit: int) -> bool: ...
-    def cancel(self, key: str) -> bool: ...
-    def is_cancelled(self, key: str) -> bool: ...
+    def open(self, key: str, limit: int) -> Admission: ...
+    def cancel(self, key: str, reason: CancelReason = "client") -> bool: ...
+    def delivered(self, key: str, audio_s: float) -> None: ...
+    def poll(self, keys: list[str]) -> dict[str, StreamState]: ...
     def close(self, key: str) -> None: ...
     def size(self) -> int: ...
+    def drain(self) -> None: ...
+    def draining(self) -> bool: ...
+    def cancel_all(self, reason: CancelReason) -> int: ...
 
 
 class CountersProxy(Protocol):
@@ -42,7 +46,7 @@ class _Manager(BaseManager):
     pass
 
 
-_Manager.register("CancelBoard", CancelBoard)
+_Manager.register("StreamBoard", StreamBoard)
 _Manager.register("Counters", Counters)
 
 
@@ -60,7 +64,7 @@ def shared_state() -> Iterator[Shared]:
     manager = _Manager()
     manager.start()
     try:
-        board = cast(BoardProxy, manager.CancelBoard())  # type: ignore[attr-defined]
+        board = cast(BoardProxy, manager.StreamBoard())  # type: ignore[attr-defined]
         counters = cast(CountersProxy, manager.Counters())  # type: ignore[attr-defined]
         yield Shared(board=board, counters=counters)
     finally:

@@ -29,8 +29,10 @@ __all__ = [
 
 # Budgets count phoneme-weighted characters (see segmentation.cost). Plain English is ~1.07 phonemes per
 # character, so MAX_CHUNK_CHARS keeps a chunk well under Kokoro's 510-phoneme limit.
-FIRST_CHUNK_CHARS = 50  # about 3 s of speech: the first audio comes after one short synthesis
+FIRST_CHUNK_CHARS = 30  # a few words, about 2 s of speech: the first audio comes after a tiny synthesis
 MAX_CHUNK_CHARS = 360
+FIRST_REACH = 1.6  # a first sentence up to 1.6x the first budget is taken whole
+FIRST_MIN = 0.4  # a first chunk cut mid-sentence is at least 40 % of its budget
 
 # Silence to leave after a chunk's speech, once the engine has trimmed the chunk's edge silence (Kokoro
 # pads each chunk with ~0.3 s before and ~0.45 s after). Measured inside Kokoro's own speech (af_heart,
@@ -105,11 +107,23 @@ _PREFERENCES = (
 )
 
 
-def choose_cut(text: str, tokens: Sequence[Token], first: int, head: int, budget: int, cap: int) -> Cut:
+def choose_cut(
+    text: str,
+    tokens: Sequence[Token],
+    first: int,
+    head: int,
+    budget: int,
+    cap: int,
+    *,
+    reach: int = 0,
+    min_cost: int = 0,
+) -> Cut:
     """The best end for a chunk starting at `head` inside `tokens[first]`, within `budget`.
 
     All the rest of the paragraph when it fits; else the best-ranked boundary that leaves the chunk full
-    enough; one word over a small budget whole ("1,000,000" costs 65); a word over `cap` split.
+    enough (and at least `min_cost`, unless it ends a sentence); one word over a small budget whole
+    ("1,000,000" costs 65); a word over `cap` split. With `reach` above the budget, a sentence that ends
+    within `reach` is taken whole rather than cut mid-way (a first chunk: "Dr. Smith went to Washington.").
     """
     total = cost(text[head : tokens[first].end])
     if total > budget:
@@ -117,10 +131,14 @@ def choose_cut(text: str, tokens: Sequence[Token], first: int, head: int, budget
             return Cut(first)
         return Cut(first, _hard_split(text, head, tokens[first].end, budget))
     candidates: list[tuple[int, int]] = []  # (word index, chunk cost up to it)
+    limit = max(budget, reach)
     for k in range(first, len(tokens) - 1):
-        candidates.append((k, total))
+        if total <= budget:
+            candidates.append((k, total))
+        elif tokens[k].rank >= Rank.SENTENCE:
+            return Cut(k)  # a sentence that ends within reach
         total += tokens[k].space_after + tokens[k + 1].cost
-        if total > budget:
+        if total > limit:
             break
     else:
         return Cut(len(tokens) - 1)
@@ -128,7 +146,7 @@ def choose_cut(text: str, tokens: Sequence[Token], first: int, head: int, budget
         for k, chunk_cost in reversed(candidates):
             if chunk_cost < min_fill * budget:
                 break
-            if tokens[k].rank >= rank:
+            if tokens[k].rank >= rank and (chunk_cost >= min_cost or tokens[k].rank >= Rank.SENTENCE):
                 return Cut(k)
     return Cut(candidates[-1][0])
 
@@ -190,14 +208,17 @@ class ChunkCursor:
             rest += part.tokens[-1].end - head
         return rest
 
-    def next(self, budget: int) -> Chunk | None:
-        """The next chunk, cut within `budget` (at most the cap); None when the script is spoken."""
+    def next(self, budget: int, *, reach: int = 0, min_cost: int = 0) -> Chunk | None:
+        """The next chunk, cut within `budget` (at most the cap); None when the script is spoken.
+
+        `reach` and `min_cost` shape a first chunk (see `choose_cut`).
+        """
         budget = max(1, min(budget, self.cap))
         while (index := self._skip()) < len(self.script.parts):
             part = self.script.parts[index]
             if isinstance(part, Pause):
                 return self._pause(index)
-            chunk = self._speech(part, budget)
+            chunk = self._speech(part, budget, min(reach, self.cap), min_cost)
             if chunk is not None:
                 return chunk
         return None
@@ -233,11 +254,11 @@ class ChunkCursor:
         self._last_end = end
         return Chunk("", start, end, "pause", 0.0, pause_s=seconds)
 
-    def _speech(self, paragraph: Paragraph, budget: int) -> Chunk | None:
+    def _speech(self, paragraph: Paragraph, budget: int, reach: int, min_cost: int) -> Chunk | None:
         text, tokens = self.script.source.text, paragraph.tokens
         first = self._token
         head = tokens[first].start if self._head < 0 else self._head
-        cut = choose_cut(text, tokens, first, head, budget, self.cap)
+        cut = choose_cut(text, tokens, first, head, budget, self.cap, reach=reach, min_cost=min_cost)
         kind: BoundaryKind
         if cut.split_at is not None:
             end, kind = cut.split_at, "word"
@@ -293,6 +314,10 @@ class ChunkCursor:
 class Growth:
     """Chunk budgets for a lone stream: the first small, then each as large as everything spoken so far.
 
+    The first chunk is a few words: a sentence that ends within FIRST_REACH of the budget is kept whole,
+    and a cut elsewhere leaves at least FIRST_MIN of the budget (not "Hello," alone), so that its audio
+    covers the synthesis of the next chunk.
+
     The next chunk may cost the first chunk plus all chunks so far: at a real-time factor of 0.5 that is
     the most that is synthesized before the audio already sent finishes playing. When every chunk fills
     its budget this is plain doubling (50, 100, 200, 360); after a short chunk it still grows.
@@ -304,6 +329,14 @@ class Growth:
         self.first, self.cap = first, cap
         self.budget = first
         self._first_cost = self._spoken_cost = 0
+
+    @property
+    def reach(self) -> int:
+        return int(self.first * FIRST_REACH) if not self._spoken_cost else 0
+
+    @property
+    def min_cost(self) -> int:
+        return int(self.first * FIRST_MIN) if not self._spoken_cost else 0
 
     def spoke(self, chunk: Chunk) -> None:
         """Account for a chunk handed out; pauses cost nothing."""
@@ -325,7 +358,7 @@ def plan_chunks(
     growth = Growth(first_chunk_chars, max_chunk_chars)
     cursor = ChunkCursor(segment(text, normalize=normalize), max_chunk_chars)
     chunks: list[Chunk] = []
-    while (chunk := cursor.next(growth.budget)) is not None:
+    while (chunk := cursor.next(growth.budget, reach=growth.reach, min_cost=growth.min_cost)) is not None:
         growth.spoke(chunk)
         chunks.append(chunk)
     return chunks

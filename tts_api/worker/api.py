@@ -1,48 +1,54 @@
-"""SpeechAPI: the LitServe API that runs in each inference worker. Glue between LitServe and the engine."""
+"""SpeechAPI: the LitServe API of the inference workers. Loads the model; its loop serves the streams.
+
+LitServe pickles the API (with its loop) into every worker and calls `setup` there. The constructor only
+stores settings and proxies; the model, the engine and the scheduler are made in `setup`. Requests never
+go through LitServe's decode/predict/encode hooks: `SpeechLoop` (loop.py) takes them from the queue and
+runs many streams at once, calling back into this object for what needs the model or the counters.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import time
-from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import litserve as ls
 
-from ..errors import TTSError
-from ..ipc.frames import TICKET_KEY, Ticket
+from ..ipc.frames import Ticket
 from ..ipc.manager import Shared
 from ..logs import configure_logging
-from ..schemas import RequestContext, parse_speech_request
+from ..schemas import PlannedSpeech, RequestContext, SpeechRequest
 from ..settings import Settings
 from ..voices import VoiceCatalogue, installed_languages
-from .encoders import open_encoder
-from .job import Job, Stage
+from .encoders import Encoder
+from .loop import SpeechLoop
+from .progress import Progress
+from .scheduler import CostModel, Scheduler
+from .stream import Step, Stream
 
 if TYPE_CHECKING:  # the engine imports kokoro, which only the workers may load
-    from .engine import SpeechChunk
+    from .engine import Engine
 
 __all__ = ["SPEECH_PATH", "SpeechAPI"]
 
 logger = logging.getLogger(__name__)
 
 SPEECH_PATH = "/v1/audio/speech"
-# LitServe hands every hook the same per-request dict; all our state lives in one typed Job under this key.
-_JOB = "job"
+# Spoken at start-up: warms the model and measures this worker's speed (about 5 s of audio).
+CALIBRATION_TEXT = (
+    "Hello there. This sentence is synthesized once at start-up, to measure how fast this worker speaks."
+)
+MAX_ACTIVE_CEILING = 16
 
 
 class SpeechAPI(ls.LitAPI):
-    """Decode a request into a job, synthesize it chunk by chunk, encode each chunk as it comes.
-
-    Before the job and before every chunk it asks the cancel board whether the client is still
-    there, and stops if not. The constructor only stores settings and proxies (it is pickled into
-    every worker); the model is loaded in `setup`, inside the worker process.
-    """
+    """See the module docstring. Public methods are what `SpeechLoop` calls."""
 
     def __init__(self, settings: Settings, shared: Shared) -> None:
-        super().__init__(stream=True, api_path=SPEECH_PATH)
+        super().__init__(stream=True, api_path=SPEECH_PATH, loop=SpeechLoop())
         self.settings = settings
         self.shared = shared
 
@@ -58,128 +64,98 @@ class SpeechAPI(ls.LitAPI):
             1, (os.cpu_count() or 1) // self.settings.workers_per_device
         )
         torch.set_num_threads(threads)
+        torch.seed()  # unseeded requests draw fresh noise in every worker, not the same default sequence
         started = time.monotonic()
-        self.engine = Engine(self.settings.model_dir, device)
+        self.engine: Engine = Engine(self.settings.model_dir, device)
         self.catalogue = VoiceCatalogue.from_dir(self.engine.files.voices)
         self.context = RequestContext(
             catalogue=self.catalogue,
             max_input_chars=self.settings.max_input_chars,
             languages=installed_languages(),
         )
-        warm_voice = "af_heart" if "af_heart" in self.catalogue else next(iter(self.catalogue.voices))
-        self.engine.warm_up(self.catalogue.resolve(warm_voice))
+        self.scheduler = self._calibrate()
+        self.worker = os.environ.get("LITSERVE_WORKER_ID", "0")
         logger.info(
-            "worker %s ready on %s (%d torch threads) in %.1f s",
+            "worker %s ready on %s (%d torch threads) in %.1f s: %.2f audio s per s, up to %d streams (%s)",
             os.getpid(),
             device,
             threads,
             time.monotonic() - started,
+            self.scheduler.cost.capacity,
+            self.scheduler.max_active,
+            self.scheduler.policy,
         )
 
-    # `request` stays unannotated: LitServe turns an annotation into the FastAPI body type.
-    def decode_request(self, request, context: dict[str, Any]) -> Job:  # type: ignore[no-untyped-def]
-        job = Job(Ticket.from_dict(request.pop(TICKET_KEY, None)))
-        context[_JOB] = job
-        self.shared.counters.add("tts_requests_started_total")
-        try:
-            job.speech = parse_speech_request(request, self.context)
-        except TTSError as exc:
-            # The front validated with the same schema, so this is rare (e.g. a voice file removed).
-            job.error = exc
-        return job
-
-    def predict(self, job: Job, context: dict[str, Any]) -> Generator[SpeechChunk, None, None]:
-        if job.speech is None:
-            return
-        speech, request = job.speech, job.request
-        chunks = self.engine.speak(
-            request.input,
-            speech.chunks,
-            speech.voice,
-            speed=request.speed,
-            lang_code=speech.lang_code,
-            seed=request.seed,
+    def _calibrate(self) -> Scheduler:
+        """Warm the model up and time it: the cost model the scheduler starts from."""
+        warm_voice = "af_heart" if "af_heart" in self.catalogue else next(iter(self.catalogue.voices))
+        voice = self.catalogue.resolve(warm_voice)
+        self.engine.warm_up(voice)
+        started = time.perf_counter()
+        audio_s = self.engine.warm_up(voice, CALIBRATION_TEXT)
+        compute_s = time.perf_counter() - started
+        chars = len(CALIBRATION_TEXT)
+        cost = CostModel(compute_s_per_char=compute_s / chars, audio_s_per_char=audio_s / chars)
+        settings = self.settings
+        max_active = settings.max_streams_per_worker or min(
+            MAX_ACTIVE_CEILING, max(2, math.ceil(2 * cost.capacity))
         )
-        stage: Stage = "queued"
-        try:
-            while not self._cancelled(job, stage):
-                chunk = next(chunks, None)
-                if chunk is None:
-                    return
-                self.shared.counters.add("tts_chunks_synthesized_total")
-                yield chunk
-                stage = "streaming"
-        finally:
-            chunks.close()
+        return Scheduler(
+            cost,
+            policy=settings.scheduler,
+            max_lead_s=settings.max_lead_s,
+            max_active=1 if settings.scheduler == "fifo" else max_active,
+        )
 
-    def _cancelled(self, job: Job, stage: Stage) -> bool:
-        if not self.shared.board.is_cancelled(job.ticket.key):
-            return False
-        job.cancelled_while = stage
-        return True
+    # --- What the loop calls ------------------------------------------------------------------------
 
-    def encode_response(self, outputs: Iterator[SpeechChunk], context: dict[str, Any]) -> Iterator[bytes]:
-        job: Job = context[_JOB]
-        try:
-            if job.error is not None:
-                self.shared.counters.add("tts_requests_failed_total")
-                yield job.ticket.error_frame(job.error)
-            else:
-                yield from self._encode(job, outputs)
-        finally:
-            self.shared.board.close(job.ticket.key)
+    def open_stream(self, uid: str, reply_to: int, ticket: Ticket, speech: PlannedSpeech) -> Stream:
+        """Start synthesizing an admitted request (opens its encoder)."""
+        stream = Stream(
+            uid,
+            reply_to,
+            ticket,
+            speech,
+            self.engine,
+            arrived_s=time.monotonic(),
+        )
+        return stream
 
-    def _encode(self, job: Job, outputs: Iterator[SpeechChunk]) -> Iterator[bytes]:
-        ticket, request, progress = job.ticket, job.request, job.progress
-        counters = self.shared.counters
-        encoder = open_encoder(request.response_format, streaming=request.stream)
-        counters.add("tts_open_encoders")
-        try:
-            wants_words = request.stream and request.stream_format != "audio"
-            for chunk in outputs:
-                progress.add(chunk)
-                data = encoder.write(chunk.audio)
-                if data:
-                    yield ticket.audio_frame(data)
-                if wants_words and chunk.words:
-                    yield ticket.words_frame([w.to_dict() for w in chunk.words])
-            if job.cancelled_while is not None:
-                self._log_cancel(job, job.cancelled_while)
-                return
-            tail = encoder.finish()
-            if tail:
-                yield ticket.audio_frame(tail)
-            counters.add("tts_requests_completed_total")
-            counters.add("tts_audio_seconds_total", progress.audio_seconds)
-            yield ticket.end_frame(audio_seconds=progress.audio_seconds, usage=progress.usage())
-        except TTSError as exc:
-            counters.add("tts_requests_failed_total")
-            yield ticket.error_frame(exc)
-        except Exception:
-            logger.exception("request %s failed during synthesis", ticket.request_id)
-            counters.add("tts_requests_failed_total")
-            yield ticket.error_frame(TTSError(f"speech synthesis failed (request id {ticket.request_id})"))
-        finally:
-            encoder.close()
-            counters.add("tts_open_encoders", -1)
-            close = getattr(outputs, "close", None)
-            if close is not None:
-                close()
+    def learn(self, stream: Stream, step: Step) -> None:
+        """Count a synthesized chunk and fold it into the cost model."""
+        self.shared.counters.add("tts_chunks_synthesized_total")
+        if step.chars:
+            self.scheduler.cost.learn(step.chars, stream.view.speed, step.compute_s, step.audio_s)
 
-    def _log_cancel(self, job: Job, stage: Stage) -> None:
-        progress = job.progress
+    def completed(self, stream: Stream) -> None:
+        self.shared.counters.add("tts_requests_completed_total")
+        self.shared.counters.add("tts_audio_seconds_total", stream.progress.audio_seconds)
+
+    def log_cancel(
+        self, ticket: Ticket, request: SpeechRequest, progress: Progress, stage: str, reason: str
+    ) -> None:
+        """Count a cancelled request and say how much of it was synthesized, and skipped."""
         self.shared.counters.add("tts_requests_cancelled_total", stage=stage)
         self.shared.counters.add("tts_audio_seconds_total", progress.audio_seconds)
-        total = len(job.request.input)
+        total = len(request.input)
         skipped = max(0, total - progress.characters)
         logger.info(
             "request %s cancelled while %s: %d chunks (%.2f s of audio) synthesized, "
-            "about %.1f s of audio skipped (%d of %d input characters)",
-            job.ticket.request_id,
+            "about %.1f s of audio skipped (%d of %d input characters); reason: %s",
+            ticket.request_id,
             stage,
             progress.chunks,
             progress.audio_seconds,
-            skipped / progress.characters_per_second(job.request.speed),
+            skipped / progress.characters_per_second(request.speed),
             skipped,
             total,
+            reason,
         )
+
+    def report(self, active: int, waiting: int) -> None:
+        """Publish this worker's gauges."""
+        counters, worker = self.shared.counters, self.worker
+        counters.set("tts_streams", active, worker=worker, state="active")
+        counters.set("tts_streams", waiting, worker=worker, state="waiting")
+        counters.set("tts_worker_capacity", self.scheduler.cost.capacity, worker=worker)
+        counters.set("tts_open_encoders", Encoder.live(), worker=worker)

@@ -43,8 +43,16 @@ class Encoder(ABC):
     however the request ends. Never share one between requests or threads.
     """
 
+    _live = 0  # encoders of this process not yet closed (reported as tts_open_encoders)
+
     def __init__(self) -> None:
         self._closed = False
+        Encoder._live += 1
+
+    @staticmethod
+    def live() -> int:
+        """How many encoders of this process are open now."""
+        return Encoder._live
 
     def write(self, samples: npt.NDArray[np.float32]) -> bytes:
         """Encode one chunk; return the bytes that are ready now (may be b"")."""
@@ -63,6 +71,7 @@ class Encoder(ABC):
         """Release native resources; safe mid-stream, after `finish()`, and more than once."""
         if not self._closed:
             self._closed = True
+            Encoder._live -= 1
             self._release()
 
     def __enter__(self) -> Encoder:

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import warnings
 from collections import OrderedDict
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from ..voices import ENGLISH, VoiceBlend
 from .seams import shape_piece, silence
 from .timestamps import WordTiming, word_timings
 
-__all__ = ["Engine", "G2PUnavailable", "SpeechChunk", "offline_spacy"]
+__all__ = ["Engine", "G2PUnavailable", "RequestRng", "SpeechChunk", "offline_spacy"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,22 +147,21 @@ class Engine:
     def speak(
         self,
         text: str,
-        chunks: Sequence[Chunk],
+        chunks: Iterable[Chunk],
         voice: VoiceBlend,
         *,
         speed: float,
         lang_code: str,
         seed: int | None,
     ) -> Generator[SpeechChunk, None, None]:
-        """Yield the speech of `chunks`, the plan of `text`, chunk by chunk.
+        """Yield the speech of `chunks`, the plan of `text`, chunk by chunk (taken lazily, one at a time).
 
         Pauses are silence that never reaches the model; between chunks goes the gap the plan asks
         for (scaled by speed). Kokoro's vocoder draws random noise; a `seed` makes it reproducible.
         """
         pipeline = self.pipeline(lang_code)
         pack = self.voice(voice)
-        if seed is not None:
-            torch.manual_seed(seed)
+        rng = RequestRng(seed, self.device)
         elapsed = 0  # samples already yielded
         gap_s = 0.0  # silence owed before the next piece
         for chunk in chunks:
@@ -172,7 +171,7 @@ class Engine:
                 elapsed += len(pause)
                 yield SpeechChunk(audio=pause, graphemes="", phonemes="", frames=0)
                 continue
-            for result in pipeline(chunk.text, voice=pack, speed=speed, split_pattern=None):
+            for result in rng.drive(pipeline(chunk.text, voice=pack, speed=speed, split_pattern=None)):
                 if result.audio is None:
                     continue
                 raw = result.audio.detach().cpu().numpy().astype(np.float32, copy=False)
@@ -192,7 +191,40 @@ class Engine:
                 gap_s = GAP_AFTER_S["clause"] / speed  # only when Kokoro split a chunk past 510 phonemes
             gap_s = chunk.gap_after_s / speed
 
-    def warm_up(self, voice: VoiceBlend) -> float:
-        """Run one short synthesis so the first request does not pay for lazy initialisation."""
-        samples = sum(len(chunk.audio) for chunk in self.synthesize(WARMUP_TEXT, voice))
+    def warm_up(self, voice: VoiceBlend, text: str = WARMUP_TEXT) -> float:
+        """Synthesize `text` so the first request does not pay for lazy initialisation; its audio seconds."""
+        samples = sum(len(chunk.audio) for chunk in self.synthesize(text, voice))
         return samples / SAMPLE_RATE
+
+
+class RequestRng:
+    """One request's own random stream for Kokoro's vocoder noise.
+
+    With a seed, every model call of the request runs on the request's generator state (saved between
+    its chunks), so the audio is reproducible however many other requests' chunks run in between, and
+    the worker's global generator, which unseeded requests draw from, is left exactly as it was.
+    """
+
+    def __init__(self, seed: int | None, device: str) -> None:
+        self.seed = seed
+        self.cuda = device.startswith("cuda")
+        self._state: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def drive(self, results: Iterator[Any]) -> Iterator[Any]:
+        """Yield from `results`, each step computed on this request's generator."""
+        if self.seed is None:
+            yield from results
+            return
+        while True:
+            with torch.random.fork_rng(devices=[torch.cuda.current_device()] if self.cuda else []):
+                if self._state is None:
+                    torch.manual_seed(self.seed)
+                else:
+                    torch.set_rng_state(self._state[0])
+                    if self._state[1] is not None:
+                        torch.cuda.set_rng_state(self._state[1])
+                result = next(results, None)
+                self._state = (torch.get_rng_state(), torch.cuda.get_rng_state() if self.cuda else None)
+            if result is None:
+                return
+            yield result

@@ -1,22 +1,17 @@
-"""One speech request inside a worker: what it asked for, and where it has got to."""
+"""What one request has synthesized so far: chunks, audio, phonemes, frames, characters."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from ..errors import TTSError
 from ..formats import SAMPLE_RATE
-from ..ipc.frames import Ticket
-from ..schemas import PlannedSpeech, SpeechRequest
 
 if TYPE_CHECKING:  # the engine imports kokoro; this module stays importable without it
     from .engine import SpeechChunk
 
-__all__ = ["Job", "Progress", "Stage"]
+__all__ = ["Progress"]
 
 TYPICAL_CHARS_PER_SECOND = 15.0
-Stage = Literal["queued", "streaming"]
 
 
 class Progress:
@@ -53,23 +48,3 @@ class Progress:
             "output_tokens": self.frames,
             "total_tokens": self.phonemes + self.frames,
         }
-
-
-@dataclass
-class Job:
-    """The state of one request in a worker, shared by decode, predict and encode.
-
-    Exactly one of `speech` (valid, planned) and `error` (what to tell the client) is set.
-    """
-
-    ticket: Ticket
-    speech: PlannedSpeech | None = None
-    error: TTSError | None = None
-    cancelled_while: Stage | None = None
-    progress: Progress = field(default_factory=Progress)
-
-    @property
-    def request(self) -> SpeechRequest:
-        if self.speech is None:
-            raise ValueError(f"request {self.ticket.request_id} has no valid speech request")
-        return self.speech.request

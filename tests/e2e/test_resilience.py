@@ -1,0 +1,175 @@
+"""Crashes, shutdowns, slow and silent clients, against real server processes.
+
+- a worker killed mid-stream: its client sees a failure within seconds, a replacement starts, /health
+  says so meanwhile, the next request succeeds, nothing is left on the board;
+- SIGTERM: new requests are refused, the stream in flight finishes, every process exits with 0; with a
+  short grace period the stream in flight is cut visibly instead;
+- a client that stops reading: synthesis stays a bounded amount ahead of it, then it is cut.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.rawclient import metrics, wait_for
+from tts_api.processes import ServerProcess
+
+pytestmark = pytest.mark.server
+SPEECH = "/v1/audio/speech"
+PCM_BYTES_PER_S = 48_000
+LONG_TEXT = " ".join(f"Sentence {i} keeps this stream going for quite a while longer." for i in range(60))
+MAX_LEAD_S = 4.0
+
+
+def workers(server: ServerProcess) -> list[psutil.Process]:
+    return [p for p in server.tree() if "spawn_main" in " ".join(p.cmdline())]
+
+
+@pytest.fixture(scope="module")
+def resilient_server(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    log = tmp_path_factory.mktemp("logs") / "resilient.log"
+    server = ServerProcess.tts_api(
+        tiny_model_dir, log, "--max-lead", str(MAX_LEAD_S), "--idle-timeout", "3"
+    ).wait_ready()
+    yield server
+    server.stop()
+
+
+def test_a_killed_worker_fails_its_stream_visibly_and_is_replaced(resilient_server: ServerProcess) -> None:
+    server = resilient_server
+    outcome: dict[str, object] = {}
+
+    def listener() -> None:
+        try:
+            with httpx.stream(
+                "POST", server.url + SPEECH, json={"input": LONG_TEXT, "response_format": "pcm"}, timeout=60
+            ) as response:
+                for _ in response.iter_raw():
+                    outcome.setdefault("first", time.monotonic())
+            outcome["result"] = "clean end"
+        except httpx.HTTPError as exc:
+            outcome["result"] = type(exc).__name__
+        outcome["end"] = time.monotonic()
+
+    thread = threading.Thread(target=listener)
+    thread.start()
+    wait_for(lambda: "first" in outcome, 60, "the stream's first audio")
+    (victim,) = workers(server)
+    killed_at = time.monotonic()
+    victim.send_signal(signal.SIGKILL)
+    thread.join(30)
+    assert outcome["result"] != "clean end", "a cut stream must not look complete"
+    assert float(outcome["end"]) - killed_at < 5  # type: ignore[arg-type]
+
+    health = wait_for(
+        lambda: (r := httpx.get(server.url + "/health", timeout=5)).status_code == 503 and r,
+        10,
+        "a 503 health",
+    )
+    assert health.json()["not_ready"] == ["0"]
+    wait_for(lambda: httpx.get(server.url + "/health", timeout=5).status_code == 200, 240, "a replacement")
+    assert victim.pid not in [w.pid for w in workers(server)]
+    response = httpx.post(
+        server.url + SPEECH, json={"input": "Back again.", "response_format": "pcm"}, timeout=120
+    )
+    assert response.status_code == 200 and len(response.content) > 0
+    assert wait_for(lambda: metrics(server.url)["tts_cancel_board_entries"] == 0, 10, "an empty board")
+
+
+def test_a_client_that_stops_reading_is_held_to_a_bounded_lead_then_cut(
+    resilient_server: ServerProcess,
+) -> None:
+    server = resilient_server
+    before = metrics(server.url)
+    body = json.dumps({"input": LONG_TEXT, "response_format": "pcm"}).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=120)
+    head = f"POST {SPEECH} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert sock.recv(1024)  # the stream started; from now on the client takes nothing
+    cancelled = 'tts_requests_cancelled_total{stage="streaming"}'
+    wait_for(lambda: metrics(server.url)[cancelled] > before[cancelled], 120, "the stalled client to be cut")
+    after = metrics(server.url)
+    received = 1024
+    sock.settimeout(10)
+    while chunk := sock.recv(1 << 16):  # what the socket buffers held, then the server's close
+        received += len(chunk)
+    sock.close()
+    synthesized_s = after["tts_audio_seconds_total"] - before["tts_audio_seconds_total"]
+    total_s = len(LONG_TEXT) / 12  # far more than the lead: the text is several minutes long
+    assert synthesized_s <= received / PCM_BYTES_PER_S + MAX_LEAD_S + 15, (synthesized_s, received)
+    assert synthesized_s < total_s / 2
+    assert wait_for(lambda: metrics(server.url)["tts_cancel_board_entries"] == 0, 10, "an empty board")
+
+
+def _start_stream(server: ServerProcess, text: str, outcome: dict[str, object]) -> threading.Thread:
+    def listener() -> None:
+        events: list[dict[str, object]] = []
+        try:
+            with httpx.stream(
+                "POST",
+                server.url + SPEECH,
+                json={"input": text, "response_format": "pcm", "stream_format": "sse"},
+                timeout=120,
+            ) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        events.append(json.loads(line[6:]))
+                        outcome.setdefault("first", time.monotonic())
+        except httpx.HTTPError as exc:
+            outcome["transport_error"] = type(exc).__name__
+        outcome["events"] = events
+
+    thread = threading.Thread(target=listener)
+    thread.start()
+    wait_for(lambda: "first" in outcome, 120, "the stream's first audio")
+    return thread
+
+
+MEDIUM_TEXT = " ".join(
+    f"Part {i} of a story that is still being told when the server is asked to stop." for i in range(8)
+)
+
+
+@pytest.mark.parametrize("grace", ["120", "0.5"], ids=["finishes-in-grace", "cut-after-grace"])
+def test_sigterm_drains_then_exits_cleanly(tiny_model_dir: Path, tmp_path: Path, grace: str) -> None:
+    server = ServerProcess.tts_api(
+        tiny_model_dir, tmp_path / "server.log", "--drain-grace", grace
+    ).wait_ready()
+    processes = server.tree()
+    outcome: dict[str, object] = {}
+    text = LONG_TEXT if grace == "0.5" else MEDIUM_TEXT
+    thread = _start_stream(server, text, outcome)
+    os.kill(server.process.pid, signal.SIGTERM)  # like `docker stop`: only the main process is signalled
+    refused = wait_for(
+        lambda: (
+            (r := httpx.post(server.url + SPEECH, json={"input": "Too late."}, timeout=10)).status_code == 503
+            and r
+        ),
+        10,
+        "new requests to be refused",
+    )
+    assert refused.headers["retry-after"]
+    thread.join(120)
+    events = outcome["events"]
+    assert isinstance(events, list)
+    if grace == "120":
+        assert events[-1]["type"] == "speech.audio.done", "the request in flight should have finished"
+    else:
+        assert events[-1]["type"] == "error" and "shutting down" in str(events[-1]), events[-1]
+    assert server.process.wait(timeout=60) == 0, server.log()[-3000:]
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert alive == [], f"left behind: {alive}"
+    server.stop()

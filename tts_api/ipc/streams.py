@@ -1,0 +1,125 @@
+"""The stream board: every admitted speech request, shared by the HTTP processes, the workers and main.
+
+The front opens an entry before it queues a request (refusing it when `max_pending` are open, or while the
+server drains), reports how much audio the client has taken, and cancels the entry when the client leaves.
+A worker reads the entries of its streams once per step (`poll`) and closes each when its job ends, however
+it ends. Main drains on shutdown and then cancels what is left. A cancel only marks an entry still open, so
+a client that leaves after its job finished leaves nothing behind: the board is empty whenever no request
+is in flight. An entry that is not on the board reads as `gone`, which a worker treats like a cancel.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["MAX_ENTRY_AGE_S", "Admission", "CancelReason", "StreamBoard", "StreamState"]
+
+# A safety net only: entries are closed by their worker, or failed by the front when a worker dies.
+MAX_ENTRY_AGE_S = 6 * 3600.0
+
+Admission = Literal["admitted", "full", "draining"]
+CancelReason = Literal["client", "idle", "shutdown"]
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """One entry as a worker sees it."""
+
+    status: Literal["open", "cancelled", "gone"]
+    reason: CancelReason | None = None  # why it was cancelled
+    delivered_s: float = 0.0  # audio seconds the client has taken
+
+    @property
+    def stopped(self) -> bool:
+        return self.status != "open"
+
+
+_GONE = StreamState("gone")
+
+
+@dataclass
+class _Entry:
+    opened_at: float
+    delivered_s: float = 0.0
+    reason: CancelReason | None = None
+
+
+class StreamBoard:
+    """Request key -> entry, for the requests in flight. Lives in the manager process.
+
+    Every method is one round trip from a client process and atomic under the lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._draining = False
+
+    def open(self, key: str, limit: int) -> Admission:
+        """Register a request about to be queued, unless `limit` are open or the server is draining."""
+        now = time.monotonic()
+        with self._lock:
+            if self._draining:
+                return "draining"
+            for stale in [k for k, e in self._entries.items() if now - e.opened_at > MAX_ENTRY_AGE_S]:
+                del self._entries[stale]
+            if len(self._entries) >= limit:
+                return "full"
+            self._entries[key] = _Entry(now)
+            return "admitted"
+
+    def cancel(self, key: str, reason: CancelReason = "client") -> bool:
+        """Mark an open request cancelled; False if it already ended (nothing is left behind)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return False
+            entry.reason = entry.reason or reason
+            return True
+
+    def delivered(self, key: str, audio_s: float) -> None:
+        """The client has taken `audio_s` seconds of this request's audio."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and audio_s > entry.delivered_s:
+                entry.delivered_s = audio_s
+
+    def poll(self, keys: list[str]) -> dict[str, StreamState]:
+        """The state of each of `keys` (one round trip for all of a worker's streams)."""
+        with self._lock:
+            return {key: self._state(key) for key in keys}
+
+    def _state(self, key: str) -> StreamState:
+        entry = self._entries.get(key)
+        if entry is None:
+            return _GONE
+        status: Literal["open", "cancelled"] = "open" if entry.reason is None else "cancelled"
+        return StreamState(status, entry.reason, entry.delivered_s)
+
+    def close(self, key: str) -> None:
+        """Forget a request whose job has ended."""
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def size(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def drain(self) -> None:
+        """Refuse every new request from now on (shutdown)."""
+        with self._lock:
+            self._draining = True
+
+    def draining(self) -> bool:
+        with self._lock:
+            return self._draining
+
+    def cancel_all(self, reason: CancelReason) -> int:
+        """Cancel every open request; return how many."""
+        with self._lock:
+            for entry in self._entries.values():
+                entry.reason = entry.reason or reason
+            return len(self._entries)

@@ -1,0 +1,279 @@
+"""LitServe's inference-worker loop for speech: many streams at once, one chunk per step, deadline first.
+
+LitServe's own streaming loop runs one request's generator to the end before it takes the next, so a
+newcomer waits in silence behind a long stream. This loop keeps several streams active and asks the
+scheduler, at every chunk boundary, whose chunk runs next. It speaks LitServe's transport as LitServe's
+loops do: requests come from the worker's request queue, frames go back with `put_response`.
+
+Each step: take a request if there is room (blocking only when idle, so an idle worker does not spin),
+read every stream's board entry in one round trip (cancelled? how much has its client taken?), admit the
+waiting request if the scheduler says it fits, then synthesize one chunk of the stream it picks. A request
+whose client left is dropped before its next chunk; one abandoned while waiting never runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from queue import Empty, Queue
+from typing import TYPE_CHECKING, Any
+
+import psutil
+from litserve.loops.base import _SENTINEL_VALUE, LitLoop
+from litserve.utils import LitAPIStatus, LoopResponseType
+
+from ..errors import Overloaded, TTSError
+from ..ipc.frames import TICKET_KEY, Ticket
+from ..ipc.streams import StreamState
+from ..schemas import PlannedSpeech, parse_speech_request
+from .progress import Progress
+from .scheduler import StreamView
+from .stream import Step, Stream
+
+if TYPE_CHECKING:
+    from .api import SpeechAPI
+
+__all__ = ["SpeechLoop"]
+
+logger = logging.getLogger(__name__)
+
+IDLE_WAIT_S = 1.0  # nothing to do: block on the request queue this long per round
+AHEAD_WAIT_S = 0.05  # every stream is far ahead of its reader: look again after this long
+REPORT_EVERY_S = 0.5
+
+
+@dataclass
+class _Waiting:
+    """A request taken from the queue but not yet admitted (at most one per worker)."""
+
+    uid: str
+    reply_to: int
+    ticket: Ticket
+    speech: PlannedSpeech
+    view: StreamView
+
+
+class SpeechLoop(LitLoop):
+    """See the module docstring. Pickled into each worker with the LitAPI; state is made in `__call__`."""
+
+    def __call__(  # type: ignore[override]
+        self,
+        lit_api: SpeechAPI,
+        device: str,
+        worker_id: int,
+        request_queue: Queue[Any],
+        transport: Any,
+        workers_setup_status: dict[str, str],
+        callback_runner: Any,
+    ) -> None:
+        self.api, self.transport, self.queue = lit_api, transport, request_queue
+        self.worker = worker_id
+        self.streams: dict[str, Stream] = {}
+        self.waiting: _Waiting | None = None
+        self._reported_at = 0.0
+        self._reported = (-1, -1)
+        self._ahead = False  # the last round found nothing eligible to run
+        self._created = psutil.Process().create_time()
+        while self._take():
+            self._poll()
+            self._admit()
+            self._ahead = not self._run_one()
+            self._report()
+        self._stop_all(TTSError("the worker stopped before this request finished"))
+
+    # --- Requests in --------------------------------------------------------------------------------
+
+    def _take(self) -> bool:
+        """Take one request if there is room for it; False when LitServe asks the loop to stop."""
+        if self.waiting is not None:
+            if self._ahead:
+                time.sleep(AHEAD_WAIT_S)
+            return True
+        try:
+            if not self.streams:
+                item = self.queue.get(timeout=IDLE_WAIT_S)
+            elif self._ahead:
+                item = self.queue.get(timeout=AHEAD_WAIT_S)
+            else:
+                item = self.queue.get_nowait()
+        except Empty:
+            return True
+        if item == _SENTINEL_VALUE:
+            return False
+        reply_to, uid, _queued_at, payload = item
+        self._receive(uid, reply_to, payload)
+        return True
+
+    def _receive(self, uid: str, reply_to: int, payload: dict[str, Any]) -> None:
+        counters = self.api.shared.counters
+        try:
+            ticket = Ticket.from_dict(payload.pop(TICKET_KEY, None))
+        except ValueError:
+            logger.error("request %s came without a ticket; refusing it", uid)
+            self.put_error_response(
+                self.transport, reply_to, uid, ValueError("no ticket"), LoopResponseType.STREAMING
+            )
+            return
+        # First, say who is working on it: the front fails the request visibly if this process dies.
+        self._send(uid, reply_to, ticket.start_frame(os.getpid(), self._created))
+        counters.add("tts_requests_started_total")
+        try:
+            speech = parse_speech_request(payload, self.api.context)
+        except Exception as exc:  # a TTSError (rare: the front validated already) or a bug
+            self._fail(uid, reply_to, ticket, exc)
+            return
+        view = StreamView(
+            ticket.key, time.monotonic(), speech.request.speed, remaining_chars=len(speech.request.input)
+        )
+        self.waiting = _Waiting(uid, reply_to, ticket, speech, view)
+
+    # --- The board ----------------------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        """Read every stream's entry; drop those whose client left, note what the others' clients took."""
+        keys = [*self.streams, *([self.waiting.ticket.key] if self.waiting else [])]
+        if not keys:
+            return
+        states = self.api.shared.board.poll(keys)
+        for key, state in states.items():
+            if not state.stopped:
+                if key in self.streams:
+                    self.streams[key].view.delivered_audio_s = state.delivered_s
+            elif key in self.streams:
+                self._stop(self.streams.pop(key), state)
+            elif self.waiting is not None and key == self.waiting.ticket.key:
+                waiting, self.waiting = self.waiting, None
+                self._stopped_waiting(waiting, state)
+
+    def _stopped_waiting(self, waiting: _Waiting, state: StreamState) -> None:
+        if state.reason == "shutdown":
+            self._fail(waiting.uid, waiting.reply_to, waiting.ticket, _shutting_down())
+            return
+        self.api.log_cancel(
+            waiting.ticket, waiting.speech.request, Progress(), "queued", state.reason or "gone"
+        )
+        self._end(waiting.uid, waiting.reply_to, waiting.ticket)
+
+    def _stop(self, stream: Stream, state: StreamState) -> None:
+        self._release(stream)
+        if state.reason == "shutdown":
+            self._fail(stream.uid, stream.reply_to, stream.ticket, _shutting_down())
+            return
+        stage = "streaming" if stream.view.playing else "queued"
+        self.api.log_cancel(
+            stream.ticket, stream.speech.request, stream.progress, stage, state.reason or "gone"
+        )
+        self._end(stream.uid, stream.reply_to, stream.ticket)
+
+    # --- Admission and steps ------------------------------------------------------------------------
+
+    def _admit(self) -> None:
+        waiting = self.waiting
+        if waiting is None:
+            return
+        views = [s.view for s in self.streams.values()]
+        if not self.api.scheduler.admits(time.monotonic(), views, waiting.view):
+            return
+        self.waiting = None
+        try:
+            stream = self.api.open_stream(waiting.uid, waiting.reply_to, waiting.ticket, waiting.speech)
+        except Exception as exc:
+            self._fail(waiting.uid, waiting.reply_to, waiting.ticket, exc)
+            return
+        stream.view.arrived_s = waiting.view.arrived_s
+        self.streams[stream.key] = stream
+
+    def _run_one(self) -> bool:
+        """Run the chunk the scheduler picks; False when no stream may run now."""
+        pick = self.api.scheduler.pick(time.monotonic(), [s.view for s in self.streams.values()])
+        if pick is None:
+            return False
+        stream = self.streams[pick.key]
+        try:
+            step = stream.step(pick.max_chars)
+        except Exception as exc:
+            del self.streams[stream.key]
+            self._release(stream)
+            self._fail(stream.uid, stream.reply_to, stream.ticket, exc)
+            return True
+        self._deliver(stream, step)
+        return True
+
+    def _deliver(self, stream: Stream, step: Step) -> None:
+        view, now = stream.view, time.monotonic()
+        if step.audio_s > 0:
+            if view.first_audio_s is None:
+                view.first_audio_s = now
+            else:
+                late_s = now - (view.first_audio_s + view.sent_audio_s)  # the player's buffer ran out then
+                if late_s > 0:
+                    self.api.shared.counters.add("tts_deadline_misses_total")
+                    self.api.shared.counters.observe("tts_deadline_miss_seconds", [late_s])
+            view.sent_audio_s += step.audio_s
+            self.api.learn(stream, step)
+        for frame in step.frames:
+            self._send(stream.uid, stream.reply_to, frame)
+        if step.done:
+            del self.streams[stream.key]
+            self._release(stream)
+            self.api.completed(stream)
+            self._end(stream.uid, stream.reply_to, stream.ticket)
+
+    # --- Frames out ---------------------------------------------------------------------------------
+
+    def _send(self, uid: str, reply_to: int, frame: bytes) -> None:
+        self.put_response(self.transport, reply_to, uid, frame, LitAPIStatus.OK, LoopResponseType.STREAMING)
+
+    def _finish(self, uid: str, reply_to: int) -> None:
+        self.put_response(
+            self.transport, reply_to, uid, "", LitAPIStatus.FINISH_STREAMING, LoopResponseType.STREAMING
+        )
+
+    def _end(self, uid: str, reply_to: int, ticket: Ticket) -> None:
+        """The request is over, however it went: LitServe's front forgets it, the board closes its entry."""
+        try:
+            self._finish(uid, reply_to)
+        finally:
+            self.api.shared.board.close(ticket.key)
+
+    def _fail(self, uid: str, reply_to: int, ticket: Ticket, exc: BaseException) -> None:
+        """Send the client an error frame for `exc` and end the request."""
+        error = (
+            exc
+            if isinstance(exc, TTSError)
+            else TTSError(f"speech synthesis failed (request id {ticket.request_id})")
+        )
+        if not isinstance(exc, TTSError):
+            logger.error("request %s failed", ticket.request_id, exc_info=exc)
+        self.api.shared.counters.add("tts_requests_failed_total")
+        try:
+            self._send(uid, reply_to, ticket.error_frame(error))
+        finally:
+            self._end(uid, reply_to, ticket)
+
+    def _release(self, stream: Stream) -> None:
+        """Free the stream's encoder and generator (its request may still need an ending)."""
+        stream.close()
+
+    def _stop_all(self, error: TTSError) -> None:
+        for stream in list(self.streams.values()):
+            self._release(stream)
+            self._fail(stream.uid, stream.reply_to, stream.ticket, error)
+        self.streams.clear()
+        if self.waiting is not None:
+            self._fail(self.waiting.uid, self.waiting.reply_to, self.waiting.ticket, error)
+            self.waiting = None
+
+    def _report(self) -> None:
+        """Publish the worker's gauges when its streams change, and at least every REPORT_EVERY_S."""
+        now, counts = time.monotonic(), (len(self.streams), int(self.waiting is not None))
+        if counts == self._reported and now - self._reported_at < REPORT_EVERY_S:
+            return
+        self._reported_at, self._reported = now, counts
+        self.api.report(*counts)
+
+
+def _shutting_down() -> Overloaded:
+    return Overloaded("the server is shutting down; retry on another replica", retry_after_s=1)
