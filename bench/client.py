@@ -58,12 +58,13 @@ class Exchange:
 class Stream:
     """A speech request on its own connection; read the body as it arrives, or close early."""
 
-    def __init__(self, url: str, body: dict[str, Any]) -> None:
+    def __init__(self, url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         parsed = urlparse(url)
         payload = json.dumps(body).encode()
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         head = (
             f"POST {SPEECH_PATH} HTTP/1.1\r\nHost: {parsed.netloc}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n{extra}\r\n"
         )
         self.sock = socket.create_connection((parsed.hostname, parsed.port), timeout=SOCKET_TIMEOUT_S)
         self.sock.sendall(head.encode() + payload)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .texts import QUICK_TEXTS, TEXTS
+from .texts import LISTENER_TEXTS, QUICK_LISTENER_TEXTS, QUICK_TEXTS, TEXTS
 
 __all__ = ["FULL", "QUICK", "Plan"]
 
@@ -33,10 +33,15 @@ class Plan:
     cancel_trials: Mapping[str, int]  # figure 6, per server and per measure
     cancel_window_s: float
     plain_idle_reps: int  # idle first-audio samples of the follow-up request on the plain server
+    # Figures 7-9: the listeners' texts, the open-loop loads (fractions of capacity), seconds per load.
+    listener_texts: tuple[str, ...]
+    listener_loads: tuple[float, ...]
+    listener_duration_s: float
 
     def describe(self) -> dict[str, Any]:
         data = asdict(self)
         data["texts"] = {size: {"chars": len(text), "text": text} for size, text in self.texts.items()}
+        data["listener_texts"] = [len(text) for text in self.listener_texts]
         return data
 
 
@@ -54,6 +59,9 @@ FULL = Plan(
     cancel_trials={"tts_api": 2, "plain_litserve": 1},
     cancel_window_s=5.0,
     plain_idle_reps=2,
+    listener_texts=LISTENER_TEXTS,
+    listener_loads=(0.5, 0.8, 1.2),
+    listener_duration_s=150.0,
 )
 
 QUICK = Plan(
@@ -68,4 +76,7 @@ QUICK = Plan(
     cancel_trials={"tts_api": 1, "plain_litserve": 1},
     cancel_window_s=5.0,
     plain_idle_reps=1,
+    listener_texts=QUICK_LISTENER_TEXTS,
+    listener_loads=(0.5, 0.8, 1.2),
+    listener_duration_s=8.0,
 )

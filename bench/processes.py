@@ -33,11 +33,13 @@ class Service(ServerProcess):
         self.metrics = Metrics(self.url) if has_metrics else None
 
     @classmethod
-    def tts_api_server(cls, model_dir: Path, log_dir: Path, device: str, *args: str) -> Service:
-        """`python server.py` with its defaults, as a user runs it."""
+    def tts_api_server(
+        cls, model_dir: Path, log_dir: Path, device: str, *args: str, name: str = "tts-api"
+    ) -> Service:
+        """`python server.py` with its defaults (and `args`), as a user runs it."""
         port = free_port()
         command = server_command(port, "--model-dir", str(model_dir), "--device", device, *args)
-        return cls("tts-api", command, log_dir / "tts-api.log", port, has_metrics=True)
+        return cls(name, command, log_dir / f"{name}.log", port, has_metrics=True)
 
     @classmethod
     def plain_litserve(cls, model_dir: Path, log_dir: Path, device: str, torch_threads: int) -> Service:

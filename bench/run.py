@@ -24,6 +24,7 @@ from .cancellation import measure_cancellation
 from .client import speak
 from .figures import build_figures, build_targets
 from .latency import measure_idle
+from .listeners import measure_listeners
 from .machine import LoadMeter, describe_machine, server_torch_threads
 from .memory import measure_memory
 from .plan import FULL, QUICK, Plan
@@ -167,6 +168,29 @@ def measure(
             last_use=True,
         )
         _stop_in_background(plain, stopping)
+
+        raw["listeners"] = {}
+        capacity = None
+        for policy in ("fifo", "edf"):  # fifo first: its burst measures the worker's full-speed capacity
+            load.phase(f"listeners {policy}", measured=False)
+            _progress(started, f"figures 7-9: listeners on a server with --scheduler {policy}")
+            server = Service.tts_api_server(
+                model_dir, logs, device, "--scheduler", policy, name=f"tts-api-{policy}"
+            )
+            services.append(server)
+            server.wait_ready()
+            _warm_up(server, ("pcm",))
+            load.phase(f"listeners {policy}")
+            raw["listeners"][policy] = measure_listeners(
+                server,
+                list(plan.listener_texts),
+                plan.listener_loads,
+                plan.listener_duration_s,
+                capacity=capacity,
+            )
+            capacity = capacity or raw["listeners"][policy]["capacity_audio_s_per_s"]
+            load.phase(f"stopping {policy}", measured=False)
+            server.stop()
         load.end()
     except BaseException:
         for thread in stopping:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["MEMORY_PHRASES", "QUICK_TEXTS", "TEXTS", "Size"]
+__all__ = ["LISTENER_TEXTS", "MEMORY_PHRASES", "QUICK_LISTENER_TEXTS", "QUICK_TEXTS", "TEXTS", "Size"]
 
 # One sentence, short enough to be a single chunk for the server's planner and for KPipeline alike,
 # so that its time to first audio compares like with like (figure 4 relies on it).
@@ -59,3 +59,34 @@ MEMORY_PHRASES: tuple[str, ...] = (
     "Ready.",
     "See you.",
 )
+
+# Figures 7-9: eight listeners, eight different texts of about 250 characters each.
+LISTENER_TEXTS: tuple[str, ...] = (
+    "The ferry left the harbour a few minutes late, because a van full of oranges had to be pushed "
+    "aboard by hand. Nobody complained. The passengers leaned on the rail and watched the town shrink "
+    "into a line of white houses under the hill.",
+    "Our new kitchen timer is shaped like a tomato and rings so loudly that the dog hides under the stairs. "
+    "We keep meaning to buy a quieter one, but every time we see it sitting on the counter it makes us "
+    "smile, so it stays.",
+    "At the edge of the village there is a stone bridge that nobody remembers building. The river under "
+    "it is shallow enough to cross on foot in summer, and children race paper boats from one side to the "
+    "other until it gets dark.",
+    "The museum opened a small room for clocks last spring. Every hour the whole room chimes at once, a "
+    "little out of step, and visitors stand very still in the middle of it, as if they were waiting for "
+    "a train that is about to arrive.",
+    "My grandmother kept her recipes in a shoebox, written on envelopes, receipts and the backs of "
+    "postcards. None of them had quantities. They said things like enough flour, a good spoon of butter, "
+    "and bake until it smells right.",
+    "The night bus follows the same route as the day bus, but it feels like a different city. The streets "
+    "are wide and empty, the shop windows glow, and the driver hums along to a radio station that plays "
+    "only songs about the sea.",
+    "Every autumn the town holds a competition for the largest pumpkin. Last year the winner was so heavy "
+    "that it took six people and a borrowed forklift to move it onto the scales, and the crowd cheered "
+    "as if it had run a marathon.",
+    "On the top floor of the library there is a reading room with a glass ceiling. When it rains, the "
+    "sound is like a thousand fingers tapping on a table, and people who came to study end up simply "
+    "listening with their eyes closed.",
+)
+
+# The quick run's listeners: the same stories, one sentence each.
+QUICK_LISTENER_TEXTS: tuple[str, ...] = tuple(text.split(". ")[0] + "." for text in LISTENER_TEXTS)

@@ -148,11 +148,11 @@ def test_the_machine_and_the_run_are_described(quick: QuickRun) -> None:
     assert all(machine["versions"][name] for name in ("torch", "kokoro", "litserve", "tts-api"))
     assert result["plan"]["name"] == "quick" and result["duration_s"] > 0
     assert set(result["load"]["phases"]) >= {"idle requests", "concurrency", "memory"}
-    assert set(result["targets"]) == {"long_first_audio_ratio", "long_total_ratio"}
+    assert set(result["targets"]) >= {"long_first_audio_ratio", "long_total_ratio", "burst_good_streams"}
 
 
 def test_plots_and_the_table_are_written(quick: QuickRun) -> None:
-    for name in ("first_audio.png", "concurrency.png", "memory.png"):
+    for name in ("first_audio.png", "concurrency.png", "memory.png", "listeners.png"):
         path = quick.out / name
         assert path.stat().st_size > 0 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (quick.out / "results.md").read_text()
@@ -160,6 +160,23 @@ def test_plots_and_the_table_are_written(quick: QuickRun) -> None:
     for heading in ("1. Time to first audio", "2. Real-time factor", "3. Concurrency", "4. Server overhead"):
         assert heading in table
     assert "5. Memory" in table and "6. Cancellation" in table
+    assert "7. Burst" in table and "8. Open-loop" in table and "9. Cancellation under load" in table
+
+
+def test_listeners_compare_both_policies_on_a_burst_and_open_loop_loads(quick: QuickRun) -> None:
+    figure = quick.figures["listeners"]
+    assert set(figure["policies"]) == {"fifo", "edf"}
+    for data in figure["policies"].values():
+        burst = data["burst"]
+        assert burst["streams"] == len(quick.result["plan"]["listener_texts"])
+        assert burst["complete"] == burst["streams"] and burst["errors"] == 0
+        assert burst["first_audio_s"]["p50"] is not None and burst["largest_underrun_s"] is not None
+        assert 0 <= burst["good"] <= burst["streams"]
+        assert data["capacity_audio_s_per_s"] > 0
+        assert set(data["open_loop"]) == {"50%", "80%", "120%"}
+        for run in data["open_loop"].values():
+            assert run["arrivals_per_s"] > 0 and run["errors"] == 0
+        assert data["cancellation_under_load"]["synthesized_audio_s"] is not None
 
 
 def test_histogram_quantile_interpolates_within_the_bucket() -> None:

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import TTSError
 from .front.gateway import SpeechGateway
+from .front.openapi import describe_api
 from .front.routes import add_routes
 from .ipc.manager import Shared
 from .model.layout import ModelDir
@@ -66,6 +67,7 @@ def build_server(settings: Settings, shared: Shared) -> ls.LitServer:
         route for route in server.app.router.routes if getattr(route, "path", None) not in LITSERVE_ROUTES
     ]
     add_routes(server.app, context=context, shared=shared, workers=lambda: server.workers_setup_status)
+    describe_api(server.app, SPEECH_PATH)
     server.app.add_exception_handler(TTSError, _tts_error)
     server.app.add_exception_handler(StarletteHTTPException, _http_error)
     return server

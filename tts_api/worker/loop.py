@@ -13,6 +13,7 @@ whose client left is dropped before its next chunk; one abandoned while waiting 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import time
@@ -256,6 +257,8 @@ class SpeechLoop(LitLoop):
     def _release(self, stream: Stream) -> None:
         """Free the stream's encoder and generator (its request may still need an ending)."""
         stream.close()
+        if not self.streams:
+            _trim_heap()
 
     def _stop_all(self, error: TTSError) -> None:
         for stream in list(self.streams.values()):
@@ -273,6 +276,25 @@ class SpeechLoop(LitLoop):
             return
         self._reported_at, self._reported = now, counts
         self.api.report(*counts)
+
+
+def _trim_heap() -> None:
+    """Give freed memory back to the system once the worker is idle: glibc keeps the arenas of a long
+    request's tensors otherwise, and the worker's RSS would stay at its high-water mark."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 - glibc only
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _load_libc()
 
 
 def _shutting_down() -> Overloaded:

@@ -1,0 +1,237 @@
+"""Figures 7-9: many listeners on one worker, for each scheduling policy (`--scheduler edf|fifo`).
+
+A listener is a pcm stream played by a model player that starts at the first byte: its first audio and
+the longest it ran dry tell whether it was served well. A stream is good when its first audio came within
+3x a lone stream's and its player never ran dry for more than 100 ms (the field's figure of merit).
+
+7. Burst: 8 listeners of 8 different ~250-character texts sent at once.
+8. Open-loop arrivals (Poisson, seeded) at fractions of the worker's capacity, capacity being the audio
+   seconds per wall second the worker made in the burst.
+9. Cancellation under load: a listener that leaves while others stream; what it cost after it left.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .client import PCM_BYTES_PER_SECOND, VOICE, Stream
+from .processes import Service
+
+__all__ = ["Listener", "listen", "measure_listeners"]
+
+GOOD_FIRST_AUDIO_FACTOR = 3.0
+GOOD_UNDERRUN_S = 0.1
+
+
+@dataclass
+class Listener:
+    """One stream as a player heard it. Times are seconds from sending the request."""
+
+    chars: int
+    sent_at: float = 0.0  # time.monotonic()
+    status: int | None = None
+    first_audio_s: float | None = None
+    end_s: float | None = None
+    audio_s: float = 0.0
+    underrun_s: float = 0.0  # the longest the player waited once it had started
+    complete: bool = False
+    retry_after: str | None = None
+    error: str | None = None
+    arrivals: list[tuple[float, float]] = field(default_factory=list)  # (s since sent, audio s so far)
+
+    def record(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("arrivals")
+        return data
+
+
+def listen(
+    url: str, text: str, *, abandon_after_s: float | None = None, request_id: str | None = None
+) -> Listener:
+    """Stream `text` as pcm (unseeded: chunks adapt to load) and play it in a model player."""
+    listener = Listener(len(text))
+    listener.sent_at = started = time.monotonic()
+    client: Stream | None = None
+    body = {"model": "kokoro", "input": text, "voice": VOICE, "response_format": "pcm"}
+    try:
+        client = Stream(url, body, {"X-Request-Id": request_id} if request_id else None)
+        listener.status = client.read_head()
+        listener.retry_after = client.headers.get("retry-after")
+        if listener.status != 200:
+            listener.error = f"HTTP {listener.status}"
+            return listener
+        received = 0
+        for piece in client.body():
+            now = time.monotonic() - started
+            received += len(piece)
+            listener.arrivals.append((now, received / PCM_BYTES_PER_SECOND))
+            if abandon_after_s is not None and now - listener.arrivals[0][0] >= abandon_after_s:
+                break
+        else:
+            listener.complete = True
+        listener.end_s = time.monotonic() - started
+        listener.audio_s = received / PCM_BYTES_PER_SECOND
+    except (OSError, ValueError) as exc:
+        listener.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if client is not None:
+            client.close()
+    _play(listener)
+    return listener
+
+
+def _play(listener: Listener) -> None:
+    """Replay the arrivals through a player that starts at the first byte and stalls when it runs dry."""
+    if not listener.arrivals:
+        return
+    listener.first_audio_s = listener.arrivals[0][0]
+    runs_out = listener.first_audio_s  # wall time the buffered audio lasts until
+    buffered = 0.0
+    for at, audio in listener.arrivals:
+        if at > runs_out and buffered > 0:
+            listener.underrun_s = max(listener.underrun_s, at - runs_out)
+            runs_out = at
+        runs_out += audio - buffered
+        buffered = audio
+
+
+def _good(listener: Listener, lone_first_audio_s: float) -> bool:
+    return (
+        listener.complete
+        and listener.first_audio_s is not None
+        and listener.first_audio_s <= GOOD_FIRST_AUDIO_FACTOR * lone_first_audio_s
+        and listener.underrun_s <= GOOD_UNDERRUN_S
+    )
+
+
+def _summary(listeners: list[Listener], lone_first_audio_s: float, wall_s: float) -> dict[str, Any]:
+    served = [x for x in listeners if x.status == 200]
+    firsts = sorted(x.first_audio_s for x in served if x.first_audio_s is not None)
+
+    def pct(q: float) -> float | None:
+        return firsts[min(len(firsts) - 1, round(q * (len(firsts) - 1)))] if firsts else None
+
+    audio = sum(x.audio_s for x in served)
+    return {
+        "streams": len(listeners),
+        "served": len(served),
+        "complete": sum(x.complete for x in served),
+        "rejected_503": sum(x.status == 503 for x in listeners),
+        "errors": sum(x.error is not None and x.status != 503 for x in listeners),
+        "good": sum(_good(x, lone_first_audio_s) for x in served),
+        "first_audio_s": {"p50": pct(0.5), "p95": pct(0.95), "max": firsts[-1] if firsts else None},
+        "largest_underrun_s": max((x.underrun_s for x in served), default=None),
+        "audio_s": audio,
+        "wall_s": wall_s,
+        "audio_s_per_s": audio / wall_s if wall_s > 0 else None,
+        "listeners": [x.record() for x in listeners],
+    }
+
+
+def _together(url: str, texts: list[str]) -> tuple[list[Listener], float]:
+    barrier = threading.Barrier(len(texts))
+
+    def one(text: str) -> Listener:
+        barrier.wait()
+        return listen(url, text)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(len(texts)) as pool:
+        listeners = list(pool.map(one, texts))
+    last = max((x.sent_at + (x.end_s or 0.0) for x in listeners), default=started)
+    return listeners, last - started
+
+
+def burst(server: Service, texts: list[str], lone_first_audio_s: float) -> dict[str, Any]:
+    """Figure 7: every text at once."""
+    server.wait_idle()
+    listeners, wall = _together(server.url, texts)
+    return _summary(listeners, lone_first_audio_s, wall)
+
+
+def open_loop(
+    server: Service, texts: list[str], rate_per_s: float, duration_s: float, lone: float, seed: int
+) -> dict[str, Any]:
+    """Figure 8: Poisson arrivals at `rate_per_s` for `duration_s`, each listener on its own thread."""
+    server.wait_idle()
+    rng = random.Random(seed)
+    listeners: list[Listener] = []
+    threads: list[threading.Thread] = []
+    started = time.monotonic()
+    at = rng.expovariate(rate_per_s)
+    index = 0
+    while at < duration_s:
+        time.sleep(max(0.0, started + at - time.monotonic()))
+        text = texts[index % len(texts)]
+        index += 1
+
+        def run(text: str = text) -> None:
+            listeners.append(listen(server.url, text))
+
+        threads.append(threading.Thread(target=run, daemon=True))
+        threads[-1].start()
+        at += rng.expovariate(rate_per_s)
+    for thread in threads:
+        thread.join()
+    return _summary(listeners, lone, time.monotonic() - started)
+
+
+def cancellation_under_load(server: Service, texts: list[str]) -> dict[str, Any]:
+    """Figure 9: three listeners; one leaves 2 s after its first audio. What did it cost after it left?"""
+    server.wait_idle()
+    request_id = f"bench-leaver-{time.monotonic_ns()}"
+    leaver_text, others = " ".join(texts), texts[1:3]  # long enough to be mid-way when it leaves
+    results: dict[str, Any] = {}
+
+    def leaver() -> None:
+        # Its request id tells its cancellation line apart in the server's log.
+        results["leaver"] = listen(server.url, leaver_text, abandon_after_s=2.0, request_id=request_id)
+
+    threads = [threading.Thread(target=listen, args=(server.url, t)) for t in others]
+    threads.append(threading.Thread(target=leaver))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    server.wait_idle()
+    heard = results["leaver"].audio_s
+    match = re.search(
+        rf"request {re.escape(request_id)} cancelled while \w+: (\d+) chunks \(([\d.]+) s of audio\)",
+        server.log(),
+    )
+    synthesized_s = float(match.group(2)) if match else None
+    return {
+        "heard_audio_s": heard,
+        "synthesized_audio_s": synthesized_s,
+        "chunks": int(match.group(1)) if match else None,
+        "after_leaving_audio_s": None if synthesized_s is None else max(0.0, synthesized_s - heard),
+    }
+
+
+def measure_listeners(
+    server: Service, texts: list[str], loads: tuple[float, ...], duration_s: float, *, capacity: float | None
+) -> dict[str, Any]:
+    """Figures 7-9 on one server. `capacity` (audio s per s) sets the open-loop rates; None: this burst's."""
+    server.wait_idle()
+    lone = listen(server.url, texts[0])
+    lone_first = lone.first_audio_s or 1.0
+    result: dict[str, Any] = {"lone": lone.record(), "burst": burst(server, texts, lone_first)}
+    capacity = capacity or result["burst"]["audio_s_per_s"]
+    mean_audio_s = sum(x["audio_s"] for x in result["burst"]["listeners"]) / len(texts)
+    result["capacity_audio_s_per_s"] = capacity
+    result["open_loop"] = {}
+    for index, load in enumerate(loads):
+        rate = load * capacity / mean_audio_s
+        result["open_loop"][f"{load:.0%}"] = {
+            "load": load,
+            "arrivals_per_s": rate,
+            **open_loop(server, texts, rate, duration_s, lone_first, seed=index),
+        }
+    result["cancellation_under_load"] = cancellation_under_load(server, texts)
+    return result
