@@ -127,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     own_args = args[: args.index("--")] if "--" in args else args
     parser = argparse.ArgumentParser(
         prog="python -m deploy.cluster",
-        description="N tts-api replicas behind nginx on loopback; flags after `--` go to every server.py.",
+        description="N tts-api replicas behind nginx on loopback. Flags after `--` go to every server.py"
+        " (all but --host and --port, which the cluster sets).",
     )
     parser.add_argument("--replicas", type=int, default=2, help="server.py processes (default 2)")
     parser.add_argument("--port", type=int, default=8000, help="nginx's port on 127.0.0.1 (default 8000)")
@@ -135,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workdir", type=Path, help="logs and nginx's config (default: a new temporary directory)"
     )
     options = parser.parse_args(own_args)
+    if options.replicas < 1:
+        parser.error("--replicas must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not every /health poll
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="tts-cluster-"))
