@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import litserve as ls
@@ -44,6 +45,19 @@ CALIBRATION_TEXT = (
 MAX_ACTIVE_CEILING = 16
 
 
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup quota (`docker run --cpus=2`, a pod's
+    CPU limit), which `os.cpu_count()` ignores and which would make every worker oversubscribe."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
 class SpeechAPI(ls.LitAPI):
     """See the module docstring. Public methods are what `SpeechLoop` calls."""
 
@@ -60,9 +74,7 @@ class SpeechAPI(ls.LitAPI):
         # Ctrl-C reaches the whole process group; the main process stops the workers in order.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         configure_logging(self.settings.log_level)
-        threads = self.settings.torch_threads or max(
-            1, (os.cpu_count() or 1) // self.settings.workers_per_device
-        )
+        threads = self.settings.torch_threads or max(1, available_cpus() // self.settings.workers_per_device)
         torch.set_num_threads(threads)
         torch.seed()  # unseeded requests draw fresh noise in every worker, not the same default sequence
         started = time.monotonic()
