@@ -282,11 +282,16 @@ def list_voices(args: argparse.Namespace) -> int:
 
 
 def serve(argv: list[str]) -> int:
-    """Run `server.py`'s main, which lives beside the package in a source checkout (and the image)."""
-    script = Path(__file__).resolve().parents[1] / "server.py"
-    spec = importlib.util.spec_from_file_location("tts_api_server", script)
-    if not script.is_file() or spec is None or spec.loader is None:
-        raise UsageError(f"`tts-api serve` runs {script}, which is missing: run it from a source checkout")
+    """Run `server.py`'s main: beside the package in a source checkout, else in the current directory
+    (the container's /app)."""
+    candidates = [Path(__file__).resolve().parents[1] / "server.py", Path.cwd() / "server.py"]
+    script = next((path for path in candidates if path.is_file()), None)
+    spec = importlib.util.spec_from_file_location("tts_api_server", script) if script else None
+    if spec is None or spec.loader is None:
+        raise UsageError(
+            f"`tts-api serve` runs server.py, found in neither {candidates[0].parent} nor {Path.cwd()}: "
+            "run it from a source checkout"
+        )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return int(module.main(argv))
