@@ -129,6 +129,9 @@ class SpeechHandler(AsyncEventHandler):
                     await self._synthesize(Synthesize.from_event(event))
             elif SynthesizeStart.is_type(event.type):
                 start = SynthesizeStart.from_event(event)
+                if self._stream is not None:  # a new stream replaces one the client never stopped
+                    self._stream.cancel()
+                    self._stream = None
                 self._voice = await self.server.voice_for(start.voice)
                 self._out = AudioOut(self.write_event)
                 self._stream = TextStream(self._speak)
