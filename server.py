@@ -61,6 +61,11 @@ def parse_flags(argv: list[str] | None) -> dict[str, object]:
         dest="drain_grace_s",
         help="seconds to let requests finish on shutdown (default 30)",
     )
+    parser.add_argument(
+        "--wyoming-port",
+        type=int,
+        help="also serve the Wyoming protocol (Home Assistant) on this TCP port (default: off)",
+    )
     parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
 
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from tts_api.ipc.manager import shared_state
     from tts_api.model.assets import AssetError, build_model_dir
     from tts_api.model.layout import ModelDir, ModelDirError
+    from tts_api.wyoming.child import wyoming_child
 
     try:
         if ModelDir(settings.model_dir).missing():
@@ -88,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", exc)
         return 1
     try:
-        with shared_state() as shared:
+        with shared_state() as shared, wyoming_child(settings):
             server = build_server(settings, shared)
             GracefulShutdown(shared.board, settings.drain_grace_s).install()
             server.run(

@@ -1,4 +1,4 @@
-"""Wire the server: LitServer around SpeechAPI, the speech gateway, and the extra routes."""
+"""Wire the server: LitServer around SpeechAPI, the speech gateway, the extra routes and the web page."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .errors import TTSError
 from .front.gateway import SpeechGateway
 from .front.openapi import describe_api
+from .front.page import add_page
 from .front.routes import add_routes
 from .ipc.manager import Shared
 from .model.layout import ModelDir
@@ -68,6 +69,7 @@ def build_server(settings: Settings, shared: Shared) -> ls.LitServer:
     ]
     add_routes(server.app, context=context, shared=shared, workers=lambda: server.workers_setup_status)
     describe_api(server.app, SPEECH_PATH)
+    add_page(server.app)
     server.app.add_exception_handler(TTSError, _tts_error)
     server.app.add_exception_handler(StarletteHTTPException, _http_error)
     return server

@@ -58,4 +58,6 @@ class Settings(BaseSettings):
     idle_timeout_s: float = Field(default=60.0, gt=0)
     # On SIGTERM or Ctrl-C, let requests in flight finish for up to this long, then cancel them.
     drain_grace_s: float = Field(default=30.0, ge=0)
+    # When set, a Wyoming service (Home Assistant's protocol) listens on this TCP port, on `host`.
+    wyoming_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

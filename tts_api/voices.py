@@ -12,6 +12,7 @@ from typing import Literal
 __all__ = [
     "ENGLISH",
     "LANGUAGES",
+    "LANGUAGE_NAMES",
     "OPENAI_VOICES",
     "VoiceBlend",
     "VoiceCatalogue",
@@ -31,6 +32,19 @@ LANGUAGES: Mapping[str, str] = {
     "j": "ja",
     "p": "pt-br",
     "z": "zh",
+}
+
+# What people call them (lists, the CLI, the Wyoming service's voice descriptions).
+LANGUAGE_NAMES: Mapping[str, str] = {
+    "a": "American English",
+    "b": "British English",
+    "e": "Spanish",
+    "f": "French",
+    "h": "Hindi",
+    "i": "Italian",
+    "j": "Japanese",
+    "p": "Brazilian Portuguese",
+    "z": "Mandarin Chinese",
 }
 
 # Languages misaki's English G2P reads: text normalization and word timestamps are for these.

