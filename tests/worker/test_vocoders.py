@@ -1,0 +1,98 @@
+"""Both decoder engines on the tiny model: the same audio for the same seed, and a stop mid-chunk."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tts_api.model.export import MIN_SNR_DB
+from tts_api.voices import VoiceCatalogue
+from tts_api.worker.engine import Engine
+from tts_api.worker.vocoders import Interrupted
+from tts_api.worker.watch import ChunkWatch
+
+# One chunk of about 360 weighted characters: seconds of work, so a stop can land inside it.
+LONG_CHUNK = (
+    "The lighthouse keeper counted every step on the way up and every step on the way down and "
+    "wrote the numbers in a book that nobody else ever read although he kept it on the table by the "
+    "door where any visitor could see it and wonder what it was for and why it mattered so much"
+)
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_onnx_model_dir: Path) -> dict[str, Engine]:
+    return {name: Engine(tiny_onnx_model_dir, "cpu", engine=name) for name in ("torch", "onnx")}  # type: ignore[misc]
+
+
+def voice(engine: Engine):  # type: ignore[no-untyped-def]
+    return VoiceCatalogue.from_dir(engine.files.voices).resolve("af_heart")
+
+
+def test_each_engine_is_what_was_asked_for(engines: dict[str, Engine]) -> None:
+    assert {name: engine.engine for name, engine in engines.items()} == {"torch": "torch", "onnx": "onnx"}
+
+
+def test_the_engines_say_the_same_thing_for_the_same_seed(engines: dict[str, Engine]) -> None:
+    text = "Both engines, one seed."
+    audio = {
+        name: np.concatenate([c.audio for c in engine.synthesize(text, voice(engine), seed=11)])
+        for name, engine in engines.items()
+    }
+    assert len(audio["torch"]) == len(audio["onnx"])
+    difference = audio["onnx"] - audio["torch"]
+    snr_db = 10 * np.log10(np.sum(audio["torch"] ** 2) / np.sum(difference**2))
+    assert snr_db >= MIN_SNR_DB
+    again = np.concatenate(
+        [c.audio for c in engines["onnx"].synthesize(text, voice(engines["onnx"]), seed=11)]
+    )
+    assert np.array_equal(again, audio["onnx"])
+
+
+@pytest.mark.parametrize("name", ["torch", "onnx"])
+def test_an_interrupt_stops_the_chunk_in_flight(engines: dict[str, Engine], name: str) -> None:
+    engine = engines[name]
+    started = time.perf_counter()
+    list(engine.synthesize(LONG_CHUNK, voice(engine), seed=1))
+    whole_s = time.perf_counter() - started
+    engine.reset()
+    stopper = threading.Timer(whole_s / 4, engine.interrupt)
+    started = time.perf_counter()
+    stopper.start()
+    with pytest.raises(Interrupted):
+        list(engine.synthesize(LONG_CHUNK, voice(engine), seed=1))
+    stopped_after_s = time.perf_counter() - started
+    stopper.join()
+    assert stopped_after_s < whole_s  # it did not run to the end of the chunk
+    engine.reset()
+    assert len(list(engine.synthesize("Still works.", voice(engine), seed=1))) == 1
+
+
+class _Board:
+    def __init__(self) -> None:
+        self.stopped: set[str] = set()
+
+    def poll(self, keys: list[str]):  # type: ignore[no-untyped-def]
+        from tts_api.ipc.streams import StreamState
+
+        return {k: StreamState("cancelled" if k in self.stopped else "open") for k in keys}
+
+
+def test_the_chunk_watch_interrupts_only_the_chunk_whose_stream_stopped() -> None:
+    board, calls = _Board(), []
+    watch = ChunkWatch(board, lambda: calls.append("interrupt"), lambda: calls.append("reset"))  # type: ignore[arg-type]
+    with watch.chunk("a"):
+        time.sleep(0.2)
+    assert calls == ["reset"]
+    board.stopped.add("b")
+    with watch.chunk("b"):
+        deadline = time.monotonic() + 5
+        while "interrupt" not in calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert calls == ["reset", "reset", "interrupt"]
+    with watch.chunk("c"):
+        time.sleep(0.2)
+    assert calls[-1] == "reset" and calls.count("interrupt") == 1

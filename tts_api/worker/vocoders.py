@@ -1,0 +1,180 @@
+"""The model KPipeline calls in a worker: kokoro's front in torch, then a vocoder engine; interruptible.
+
+Two engines run the decoder: `torch` (kokoro's own modules, any device) and `onnx` (the export made and
+verified by `make model`, on ONNX Runtime, CPU). Both take the sine source's random draws from the
+current request's generator, and both stop mid-chunk when `interrupt()` is called from another thread:
+ONNX Runtime between kernels (`RunOptions.terminate`), torch before any of the decoder's convolutions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from kokoro import KModel
+
+from ..model.export import INPUTS, export_path, verified_export
+from ..model.layout import ModelDir
+from ..model.vocoder import DecoderInputs, NoiseDecoder, draw_noise, front
+
+__all__ = ["EngineName", "Interrupted", "SpeechModel", "Vocoder", "choose_vocoder"]
+
+logger = logging.getLogger(__name__)
+
+EngineName = Literal["auto", "torch", "onnx"]
+
+
+class Interrupted(Exception):
+    """Raised inside a synthesis that `interrupt()` stopped (its request was cancelled)."""
+
+
+class Vocoder(Protocol):
+    name: str
+
+    def decode(self, inputs: DecoderInputs, rand_ini: torch.Tensor, noise: torch.Tensor) -> torch.Tensor: ...
+    def interrupt(self) -> None: ...
+    def reset(self) -> None: ...
+
+
+class TorchVocoder:
+    """kokoro's decoder in torch, with a stop check before each of its convolutions."""
+
+    name = "torch"
+
+    def __init__(self, model: KModel) -> None:
+        self.decoder = NoiseDecoder(model.decoder).eval()
+        self.device = model.device
+        self._stop = threading.Event()
+        for module in self.decoder.modules():
+            if isinstance(module, torch.nn.Conv1d | torch.nn.ConvTranspose1d):
+                module.register_forward_pre_hook(self._check)
+
+    def _check(self, module: torch.nn.Module, args: Any) -> None:
+        if self._stop.is_set():
+            raise Interrupted
+
+    def decode(self, inputs: DecoderInputs, rand_ini: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.decoder(
+                inputs.asr,
+                inputs.f0,
+                inputs.energy,
+                inputs.style,
+                rand_ini.to(self.device),
+                noise.to(self.device),
+            ).squeeze(0)
+
+    def interrupt(self) -> None:
+        self._stop.set()
+
+    def reset(self) -> None:
+        self._stop.clear()
+
+
+class OnnxVocoder:
+    """The exported decoder on ONNX Runtime; a run in flight stops at the next kernel when interrupted."""
+
+    name = "onnx"
+
+    def __init__(self, path: str, threads: int) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Spinning threads burn the core the torch front or another worker needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self._options = onnxruntime.RunOptions
+        self._run: Any = onnxruntime.RunOptions()
+        self._lock = threading.Lock()
+
+    def decode(self, inputs: DecoderInputs, rand_ini: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        tensors = (inputs.asr, inputs.f0, inputs.energy, inputs.style, rand_ini, noise)
+        feeds = {name: t.detach().cpu().numpy() for name, t in zip(INPUTS, tensors, strict=True)}
+        with self._lock:
+            run = self._run
+        try:
+            audio = self._session.run(None, feeds, run)[0]
+        except Exception as exc:  # ONNX Runtime's own Fail when terminated, or a real failure
+            if run.terminate:
+                raise Interrupted from exc
+            raise
+        if run.terminate:
+            raise Interrupted
+        return torch.from_numpy(np.ascontiguousarray(audio.squeeze(0)))
+
+    def interrupt(self) -> None:
+        with self._lock:
+            self._run.terminate = True
+
+    def reset(self) -> None:
+        with self._lock:
+            self._run = self._options()
+
+
+def choose_vocoder(requested: EngineName, model: KModel, files: ModelDir, threads: int) -> Vocoder:
+    """The engine asked for, or for `auto` the fastest verified one for the device; torch when the other
+    is missing or fails to load (said in one log line, never a crash)."""
+    if requested == "torch" or (requested == "auto" and model.device.type != "cpu"):
+        return TorchVocoder(model)
+    reason = _onnx_unavailable(files, model)
+    if reason is None:
+        try:
+            return OnnxVocoder(str(export_path(files)), threads)
+        except Exception as exc:  # a damaged file, a missing runtime library
+            reason = f"it failed to load ({exc})"
+    logger.warning("engine: the onnx decoder is not available (%s); using torch", reason)
+    return TorchVocoder(model)
+
+
+def _onnx_unavailable(files: ModelDir, model: KModel) -> str | None:
+    if model.device.type != "cpu":
+        return f"it runs on the CPU only, and this worker is on {model.device}"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "onnxruntime is not installed"
+    if verified_export(files) is None:
+        return f"no verified {export_path(files).name} in {files.root}; `make model` makes it"
+    return None
+
+
+@dataclass
+class SpeechModel:
+    """What KPipeline runs in place of KModel: `model(phonemes, ref_s, speed, return_output=True)`.
+
+    `generator` is the current request's: the engine sets it before each call.
+    """
+
+    model: KModel
+    vocoder: Vocoder
+    generator: torch.Generator | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def __call__(
+        self, phonemes: str, ref_s: torch.Tensor, speed: float = 1.0, return_output: bool = False
+    ) -> KModel.Output:
+        ids = [i for i in (self.model.vocab.get(p) for p in phonemes) if i is not None]
+        if len(ids) + 2 > self.model.context_length:
+            raise ValueError(f"{len(ids)} phonemes is more than the model's context")
+        input_ids = torch.LongTensor([[0, *ids, 0]]).to(self.device)
+        inputs = front(self.model, input_ids, ref_s.to(self.device), speed)
+        rand_ini, noise = draw_noise(inputs.f0.shape[-1], self.generator)
+        audio = self.vocoder.decode(inputs, rand_ini, noise)
+        return KModel.Output(audio=audio.cpu(), pred_dur=inputs.pred_dur.cpu())
+
+    def interrupt(self) -> None:
+        """Stop the synthesis in flight (from another thread); it raises Interrupted."""
+        self.vocoder.interrupt()
+
+    def reset(self) -> None:
+        """Forget an interrupt: the next synthesis runs."""
+        self.vocoder.reset()
