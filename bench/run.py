@@ -22,6 +22,7 @@ from tts_api.settings import Settings
 
 from .cancellation import measure_cancellation
 from .client import speak
+from .engines import engine_of, measure_engine
 from .figures import build_figures, build_targets
 from .latency import measure_idle
 from .listeners import measure_listeners
@@ -121,6 +122,7 @@ def measure(
         _warm_up(plain, ("pcm",))  # it speaks pcm only
         bare.synthesize(MEMORY_PHRASES[0])
         raw["server_torch_threads"] = server_torch_threads(server.log())
+        default_engine = engine_of(server)
 
         load.phase("idle requests")
         _progress(started, "figures 1, 2, 4: idle requests and bare pipeline, interleaved")
@@ -168,6 +170,20 @@ def measure(
             last_use=True,
         )
         _stop_in_background(plain, stopping)
+
+        raw["engines"] = {"default": default_engine}
+        load.phase("engine torch", measured=False)
+        _progress(started, "figure 10: the torch engine beside the bare pipeline")
+        torch_server = Service.tts_api_server(
+            model_dir, logs, device, "--engine", "torch", name="tts-api-torch"
+        )
+        services.append(torch_server)
+        torch_server.wait_ready()
+        _warm_up(torch_server, ("pcm",))
+        load.phase("engine torch")
+        raw["engines"]["torch"] = measure_engine(torch_server, bare, plan)
+        load.phase("stopping engine torch", measured=False)
+        torch_server.stop()
 
         raw["listeners"] = {}
         capacity = None

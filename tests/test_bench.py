@@ -161,6 +161,15 @@ def test_plots_and_the_table_are_written(quick: QuickRun) -> None:
         assert heading in table
     assert "5. Memory" in table and "6. Cancellation" in table
     assert "7. Burst" in table and "8. Open-loop" in table and "9. Cancellation under load" in table
+    assert "10. Engines" in table
+
+
+def test_engines_compare_the_default_engine_and_torch_with_the_bare_pipeline(quick: QuickRun) -> None:
+    figure = quick.figures["engines"]
+    assert figure["default"] in ("onnx", "torch")
+    assert "torch" in figure["engines"]
+    for data in figure["engines"].values():
+        assert data["short_first_audio_ratio"] > 0 and data["long_rtf_ratio"] > 0
 
 
 def test_listeners_compare_both_policies_on_a_burst_and_open_loop_loads(quick: QuickRun) -> None:

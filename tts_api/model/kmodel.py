@@ -11,7 +11,7 @@ from kokoro import KModel
 
 from .layout import ModelDir
 
-__all__ = ["REPO_ID", "load_checkpoint_into", "load_model", "model_shapes"]
+__all__ = ["REPO_ID", "load_checkpoint_into", "load_model", "load_plain_model", "model_shapes"]
 
 # KModel/KPipeline only use repo_id for hub downloads, which we never make; naming it silences a warning.
 REPO_ID = "hexgrad/Kokoro-82M"
@@ -43,6 +43,11 @@ def load_checkpoint_into(files: ModelDir, checkpoint: dict[str, dict[str, torch.
             f"{submodule}.{k}" for k, v in state.items() if k not in loaded or not torch.equal(loaded[k], v)
         ]
     return mismatched
+
+
+def load_plain_model(files: ModelDir, device: str) -> KModel:
+    """KModel from a model directory exactly as kokoro loads it (weight norm kept): the bench's baseline."""
+    return _kmodel(files.config, files.weights).to(device).eval()
 
 
 def load_model(files: ModelDir, device: str) -> KModel:
