@@ -61,9 +61,14 @@ FIRST_CHUNKS = [
         "Dr. Smith",
     ),
     (
+        "a-one-sentence-request-is-cut-after-a-few-words",
+        "Clara walked home along the river at dusk.",
+        "Clara walked home along",
+    ),
+    (
         "a-first-sentence-a-little-over-budget-stays-whole",
-        "The weather was lovely on Tuesday. We walked along the river until the sun went down.",
-        "The weather was lovely on Tuesday.",
+        "We walked along the river at dusk. The sun went down behind the hills and it got cold.",
+        "We walked along the river at dusk.",
     ),
 ]
 

@@ -31,7 +31,7 @@ __all__ = [
 # character, so MAX_CHUNK_CHARS keeps a chunk well under Kokoro's 510-phoneme limit.
 FIRST_CHUNK_CHARS = 30  # a few words, about 2 s of speech: the first audio comes after a tiny synthesis
 MAX_CHUNK_CHARS = 360
-FIRST_REACH = 1.6  # a first sentence up to 1.6x the first budget is taken whole
+FIRST_REACH = 1.2  # a first sentence up to 1.2x the first budget is taken whole
 FIRST_MIN = 0.4  # a first chunk cut mid-sentence is at least 40 % of its budget
 
 # Silence to leave after a chunk's speech, once the engine has trimmed the chunk's edge silence (Kokoro
