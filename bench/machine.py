@@ -78,7 +78,7 @@ def _git() -> dict[str, Any]:
 
 def server_torch_threads(log: str) -> int | None:
     """The torch thread count the server's worker reported in its log."""
-    match = re.search(r"\((\d+) torch threads\)", log)
+    match = re.search(r"\(\w+ engine, (\d+) threads\)", log)
     return int(match.group(1)) if match else None
 
 

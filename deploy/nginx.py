@@ -9,14 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tts_api.processes import free_port
+from tts_api.processes import free_port, kill_group, terminate
 
 __all__ = ["TEMPLATE", "Nginx", "NginxMissing", "find_nginx", "render_config"]
 
@@ -113,13 +112,6 @@ class Nginx:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Fast shutdown (SIGTERM to the master), then kill its process group if anything is left."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # workers that outlived their master
+        terminate(self.process, timeout)
+        kill_group(self.process)  # workers that outlived their master
         self._output.close()

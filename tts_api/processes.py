@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-__all__ = ["ROOT", "ServerProcess", "free_port", "server_command"]
+__all__ = ["ROOT", "ServerProcess", "free_port", "kill_group", "server_command", "terminate"]
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 300.0  # importing kokoro and loading a model takes 15-30 s on a quiet 2-core box
@@ -31,6 +31,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM `process` and wait for it; SIGKILL it if it is still there after `timeout`."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL what is left of the process group `process` leads (it was started in its own session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def server_command(port: int, *args: str) -> list[str]:
@@ -105,18 +122,11 @@ class ServerProcess:
     def stop(self, timeout: float = 30.0) -> list[psutil.Process]:
         """SIGTERM like `docker stop`, then kill what is left; return the processes that had to be killed."""
         tree = list({**self._seen, **{p.pid: p for p in self.tree()}}.values())
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout)
         _, survivors = psutil.wait_procs(tree, timeout=5)
         for proc in survivors:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # anything that left the tree but kept the group
+        kill_group(self.process)  # anything that left the tree but kept the group
         self._log.close()
         return list(survivors)

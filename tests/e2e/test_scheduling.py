@@ -72,6 +72,6 @@ def test_the_scheduler_metrics_are_exported(tiny_server: ServerProcess) -> None:
     httpx.post(tiny_server.url + SPEECH, json={"input": "Metrics.", "response_format": "pcm"}, timeout=120)
     values = metrics(tiny_server.url)
     assert values['tts_streams{state="active",worker="0"}'] >= 0
-    assert values['tts_worker_capacity{worker="0"}'] > 0
+    assert values["tts_worker_capacity"] > 0  # the one worker's, whatever its engine label
     assert "tts_load" in values and "tts_deadline_misses_total" in values
     assert values["tts_time_to_first_audio_seconds_count"] >= 1

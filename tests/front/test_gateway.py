@@ -53,23 +53,7 @@ def call(
 ) -> tuple[list[dict], list[dict]]:
     seen: list[dict] = []
     shared = shared or Shared(board=StreamBoard(), counters=Counters())
-    gateway = SpeechGateway(
-        litserve_like(script, seen), context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=2
-    )
-    sent: list[dict] = []
-    messages = [{"type": "http.request", "body": json.dumps(request).encode(), "more_body": False}]
-
-    async def receive() -> dict:
-        if messages:
-            return messages.pop(0)
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": headers or []}
-    asyncio.run(gateway(scope, receive, send))
+    sent = run_gateway(litserve_like(script, seen), request, shared, headers=headers, max_pending=2)
     return sent, seen
 
 
@@ -254,11 +238,13 @@ def test_a_client_that_leaves_mid_stream_is_cancelled_on_the_board() -> None:
     assert eventually(lambda: shared.board.poll([key])[key].reason == "client")
 
 
-def run_gateway(app: Callable, request: dict, shared: Shared, **options: object) -> list[dict]:
+def run_gateway(
+    app: Callable, request: dict, shared: Shared, headers: list | None = None, **options: object
+) -> list[dict]:
     """Drive the gateway around `app` for one request whose client never disconnects."""
     sent: list[dict] = []
     gateway = SpeechGateway(
-        app, context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=4, **options
+        app, context=CONTEXT, shared=shared, path="/v1/audio/speech", **{"max_pending": 4, **options}
     )
     messages = [{"type": "http.request", "body": json.dumps(request).encode(), "more_body": False}]
 
@@ -271,9 +257,8 @@ def run_gateway(app: Callable, request: dict, shared: Shared, **options: object)
     async def send(message: dict) -> None:
         sent.append(message)
 
-    asyncio.run(
-        gateway({"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": []}, receive, send)
-    )
+    scope = {"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": headers or []}
+    asyncio.run(gateway(scope, receive, send))
     return sent
 
 

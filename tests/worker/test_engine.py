@@ -21,7 +21,7 @@ def engine(tiny_model_dir: Path) -> Engine:
 
 
 def test_weight_norm_is_folded_away_at_load(engine: Engine) -> None:
-    assert not any(hasattr(m, "weight_g") for m in engine.model.modules())
+    assert not any(hasattr(m, "weight_g") for m in engine.model.model.modules())
 
 
 def test_a_blend_is_the_weighted_mean_of_its_voices(engine: Engine, tiny_model_dir: Path) -> None:
