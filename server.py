@@ -44,7 +44,7 @@ def parse_flags(argv: list[str] | None) -> dict[str, object]:
     parser.add_argument(
         "--max-streams-per-worker",
         type=int,
-        help="streams a worker synthesizes at once (default: from its speed)",
+        help="streams a worker synthesizes at once (default: the real-time streams it can feed)",
     )
     parser.add_argument(
         "--max-lead",

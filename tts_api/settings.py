@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default=0, ge=0)
     # How a worker shares itself between streams: earliest deadline first, or one at a time (`fifo`).
     scheduler: SchedulerPolicy = "edf"
-    # Streams one worker synthesizes at once; 0 = derived from the worker's measured speed.
+    # Streams one worker synthesizes at once; 0 = the real-time streams it can feed (measured at start-up).
     max_streams_per_worker: int = Field(default=0, ge=0)
     # Never synthesize more than this many seconds of audio ahead of what the client has read.
     max_lead_s: float = Field(default=30.0, gt=0)

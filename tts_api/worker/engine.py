@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Generator, Iterable, Iterator
@@ -23,7 +24,7 @@ from kokoro import KPipeline
 from ..formats import SAMPLE_RATE
 from ..model.kmodel import REPO_ID, load_model
 from ..model.layout import ModelDir
-from ..text.planning import GAP_AFTER_S, Chunk, plan_chunks
+from ..text.planning import GAP_AFTER_S, MAX_CHUNK_CHARS, Chunk, plan_chunks
 from ..voices import ENGLISH, VoiceBlend
 from .seams import shape_piece, silence
 from .timestamps import WordTiming, word_timings
@@ -228,6 +229,13 @@ class Engine:
             if result is None:
                 return
             yield result
+
+    def time_chunk(self, text: str, voice: VoiceBlend) -> tuple[float, float]:
+        """Synthesize `text` as one chunk: (compute seconds, audio seconds)."""
+        chunks = plan_chunks(text, first_chunk_chars=MAX_CHUNK_CHARS)
+        started = time.perf_counter()
+        samples = sum(len(c.audio) for c in self.speak(text, chunks, voice, speed=1.0, lang_code="a", seed=0))
+        return time.perf_counter() - started, samples / SAMPLE_RATE
 
     def warm_up(self, voice: VoiceBlend, text: str = WARMUP_TEXT) -> float:
         """Synthesize `text` so the first request does not pay for lazy initialisation; its audio seconds."""

@@ -191,6 +191,14 @@ class SpeechLoop(LitLoop):
             return
         views = [s.view for s in self.streams.values()]
         if not self.api.scheduler.admits(time.monotonic(), views, waiting.view):
+            if logger.isEnabledFor(logging.DEBUG):
+                worst = self.api.scheduler.worst_underrun(time.monotonic(), [*views, waiting.view])
+                logger.debug(
+                    "request %s waits: %d active, predicted gap %.2f s",
+                    waiting.ticket.request_id,
+                    len(views),
+                    worst,
+                )
             return
         self.waiting = None
         try:

@@ -31,18 +31,20 @@ _EWMA = 0.3  # weight of the newest measurement
 
 @dataclass
 class CostModel:
-    """What a worker has measured: compute seconds and audio seconds per character of text (speed 1).
+    """What a worker has measured: a fixed cost per chunk, and compute and audio seconds per character.
 
-    Both are running averages over the chunks synthesized so far; compute scales with the audio made,
-    and audio with characters ÷ speed.
+    A chunk costs `overhead_s` (the text front, the call) plus compute proportional to the audio it makes,
+    which is proportional to characters ÷ speed. The per-character figures are running averages over the
+    chunks synthesized so far; the overhead is measured once, at start-up.
     """
 
     compute_s_per_char: float
     audio_s_per_char: float = 1.0 / TYPICAL_CHARS_PER_AUDIO_S
+    overhead_s: float = 0.0
 
     @property
     def rtf(self) -> float:
-        """Compute seconds per audio second: below 1 the worker outpaces one listener."""
+        """Compute seconds per audio second (long chunks): below 1 the worker outpaces one listener."""
         return self.compute_s_per_char / self.audio_s_per_char
 
     @property
@@ -51,20 +53,20 @@ class CostModel:
         return 1.0 / self.rtf
 
     def cost(self, chars: float, speed: float) -> float:
-        return chars * self.compute_s_per_char / speed
+        return self.overhead_s + chars * self.compute_s_per_char / speed
 
     def audio(self, chars: float, speed: float) -> float:
         return chars * self.audio_s_per_char / speed
 
     def chars_for(self, compute_s: float, speed: float) -> int:
         """The most characters one chunk may have to take at most `compute_s`."""
-        return int(compute_s * speed / self.compute_s_per_char)
+        return int(max(0.0, compute_s - self.overhead_s) * speed / self.compute_s_per_char)
 
     def learn(self, chars: int, speed: float, compute_s: float, audio_s: float) -> None:
         """Fold in one synthesized chunk."""
         if chars <= 0 or audio_s <= 0:
             return
-        per_char = compute_s * speed / chars
+        per_char = max(compute_s - self.overhead_s, 0.0) * speed / chars
         audio_per_char = audio_s * speed / chars
         self.compute_s_per_char += _EWMA * (per_char - self.compute_s_per_char)
         self.audio_s_per_char += _EWMA * (audio_per_char - self.audio_s_per_char)
@@ -105,14 +107,13 @@ class Scheduler:
 
     cost: CostModel
     policy: Policy = "edf"
-    margin_s: float = 0.5  # aim to deliver each chunk this long before the player needs it
+    margin_s: float = 1.0  # aim to deliver each chunk this long before the player needs it
     max_lead_s: float = 30.0  # never synthesize further ahead of what the client has taken
     max_active: int = 4
     first_chunk_chars: int = FIRST_CHUNK_CHARS  # a few words: the first audio should come quickly
-    min_chunk_chars: int = 24  # never cut chunks smaller than this to make room for others
-    max_step_s: float = 1.5  # with other streams active, one chunk takes at most this long
-    solo_step_s: float = 3.0  # alone: so that a newcomer's first audio never waits longer than this
-    admission_safety: float = 1.15  # admit only if the schedule holds with chunks this much slower
+    min_chunk_chars: int = 60  # never cut chunks smaller than this to make room for others
+    max_step_s: float = 2.0  # one chunk takes at most this long: the longest a newcomer waits to start
+    admission_safety: float = 1.1  # admit only if the schedule holds with chunks this much slower
     sim_chunk_chars: int = 120  # chunk size assumed when simulating future work
 
     def deadline(self, stream: StreamView) -> float:
@@ -155,7 +156,7 @@ class Scheduler:
         if not chosen.playing:
             return self.first_chunk_chars
         others = [s for s in ready if s.key != chosen.key]
-        budget_s = self.solo_step_s
+        budget_s = self.max_step_s
         if others:
             slack = min(self.deadline(s) - now - self._next_cost(s) for s in others)
             budget_s = min(slack, self.max_step_s)
