@@ -31,8 +31,11 @@ __all__ = [
 # character, so MAX_CHUNK_CHARS keeps a chunk well under Kokoro's 510-phoneme limit.
 FIRST_CHUNK_CHARS = 30  # a few words, about 2 s of speech: the first audio comes after a tiny synthesis
 MAX_CHUNK_CHARS = 360
-FIRST_REACH = 1.2  # a first sentence up to 1.2x the first budget is taken whole
+FIRST_REACH = 1.3  # a first sentence up to 1.3x the first budget is taken whole
 FIRST_MIN = 0.4  # a first chunk cut mid-sentence is at least 40 % of its budget
+# A cut inside a sentence leaves at least this much of it: Kokoro reads a stub such as "and warm." with
+# a broken melody (PocketSphinx heard "...sunny and warm" cut there as "you saw me and warm up").
+TAIL_MIN_CHARS = 12
 
 # Silence to leave after a chunk's speech, once the engine has trimmed the chunk's edge silence (Kokoro
 # pads each chunk with ~0.3 s before and ~0.45 s after). Measured inside Kokoro's own speech (af_heart,
@@ -142,13 +145,28 @@ def choose_cut(
             break
     else:
         return Cut(len(tokens) - 1)
-    for rank, min_fill in _PREFERENCES:
-        for k, chunk_cost in reversed(candidates):
-            if chunk_cost < min_fill * budget:
-                break
-            if tokens[k].rank >= rank and (chunk_cost >= min_cost or tokens[k].rank >= Rank.SENTENCE):
-                return Cut(k)
+    for tail in (TAIL_MIN_CHARS, 0):  # without a cut that leaves a fair tail, one that leaves a stub
+        for rank, min_fill in _PREFERENCES:
+            for k, chunk_cost in reversed(candidates):
+                if chunk_cost < min_fill * budget:
+                    break
+                if tokens[k].rank < rank:
+                    continue
+                if tokens[k].rank >= Rank.SENTENCE:
+                    return Cut(k)
+                if chunk_cost >= min_cost and _sentence_rest(tokens, k, tail) >= tail:
+                    return Cut(k)
     return Cut(candidates[-1][0])
+
+
+def _sentence_rest(tokens: Sequence[Token], k: int, enough: int) -> int:
+    """What the sentence still costs after word `k` (counting stops once it reaches `enough`)."""
+    rest = 0
+    for j in range(k + 1, len(tokens)):
+        rest += tokens[j - 1].space_after + tokens[j].cost
+        if rest >= enough or tokens[j].rank >= Rank.SENTENCE:
+            break
+    return rest
 
 
 def _hard_split(text: str, start: int, end: int, budget: int) -> int:
@@ -315,7 +333,7 @@ class Growth:
     """Chunk budgets for a lone stream: the first small, then each as large as everything spoken so far.
 
     The first chunk is a few words: a sentence that ends within FIRST_REACH of the budget is kept whole,
-    and a cut elsewhere leaves at least FIRST_MIN of the budget (not "Hello," alone), so that its audio
+    and a cut elsewhere takes at least FIRST_MIN of the budget (not "Hello," alone), so that its audio
     covers the synthesis of the next chunk.
 
     The next chunk may cost the first chunk plus all chunks so far: at a real-time factor of 0.5 that is
