@@ -15,9 +15,11 @@ from tts_api.shutdown import GracefulShutdown, stop_children, stop_on_signals
 logger = logging.getLogger("tts_api.server")
 
 
-def parse_flags(argv: list[str] | None) -> dict[str, object]:
+def parse_flags(argv: list[str] | None, prog: str | None = None) -> dict[str, object]:
     """Command-line flags that were given, as Settings overrides."""
-    parser = argparse.ArgumentParser(description="OpenAI-compatible Kokoro-82M speech server on LitServe.")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="OpenAI-compatible Kokoro-82M speech server on LitServe."
+    )
     parser.add_argument("--host", help="bind address: 127.0.0.1 (default), 0.0.0.0 or ::")
     parser.add_argument("--port", type=int, help="default 8000")
     parser.add_argument("--device", choices=get_args(Device), help="auto (default): CUDA if a GPU is visible")
@@ -73,8 +75,8 @@ def parse_flags(argv: list[str] | None) -> dict[str, object]:
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
 
 
-def main(argv: list[str] | None = None) -> int:
-    settings = Settings(**parse_flags(argv))  # type: ignore[arg-type]
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    settings = Settings(**parse_flags(argv, prog))  # type: ignore[arg-type]
     configure_logging(settings.log_level)
     # Never reach for the Hugging Face hub at run time; every file comes from the model directory.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

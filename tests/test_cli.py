@@ -156,4 +156,5 @@ def test_a_long_text_shows_a_progress_bar_on_a_terminal(tiny_server: ServerProce
 def test_serve_runs_server_py(tmp_path: Path) -> None:
     result = cli("serve", "--help")
     assert result.returncode == EXIT_OK
+    assert result.stdout.startswith(b"usage: tts-api serve ")
     assert b"--wyoming-port" in result.stdout

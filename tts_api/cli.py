@@ -294,7 +294,7 @@ def serve(argv: list[str]) -> int:
         )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return int(module.main(argv))
+    return int(module.main(argv, prog="tts-api serve"))
 
 
 if __name__ == "__main__":
