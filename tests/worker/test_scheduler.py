@@ -70,6 +70,25 @@ def test_a_lone_stream_gets_long_chunks_but_never_longer_than_a_newcomer_can_wai
     assert policy.cost.cost(pick.max_chars, 1.0) == pytest.approx(policy.max_step_s, abs=0.05)
 
 
+def test_a_young_stream_gets_a_chunk_that_lands_before_its_own_audio_runs_out() -> None:
+    policy = scheduler(min_chunk_chars=60)
+    # 1.3 s of audio sent at 10.0: the floor kept for the others' sake (60 characters, 1.6 s) would
+    # leave this player dry; its own chunk fits in 80 % of what it still has.
+    young = playing("young", first_audio_s=10.0, sent=1.3)
+    other = playing("other", first_audio_s=0.0, sent=30.0)
+    pick = policy.pick(10.0, [young, other])
+    assert pick is not None and pick.key == "young"
+    assert pick.max_chars < policy.min_chunk_chars
+    assert policy.cost.cost(pick.max_chars, 1.0) <= 0.8 * 1.3
+
+
+def test_a_player_that_ran_dry_gets_a_first_sized_chunk() -> None:
+    policy = scheduler()
+    dry = playing("dry", first_audio_s=0.0, sent=5.0)
+    pick = policy.pick(6.0, [dry])
+    assert pick is not None and pick.max_chars == policy.first_chunk_chars
+
+
 def test_a_stream_far_ahead_of_its_reader_waits_for_the_reader() -> None:
     policy = scheduler(max_lead_s=30.0)
     far = playing("far", first_audio_s=0.0, sent=40.0)

@@ -227,6 +227,20 @@ class SpeechLoop(LitLoop):
             self._release(stream)
             self._fail(stream.uid, stream.reply_to, stream.ticket, exc)
             return True
+        if logger.isEnabledFor(logging.DEBUG):
+            view, now = stream.view, time.monotonic()
+            logger.debug(
+                "step %s: limit %d chars, took %d (%.2f s of audio) in %.2f s (model said %.2f s); "
+                "player has %.2f s left; %d streams",
+                stream.ticket.request_id,
+                pick.max_chars,
+                step.chars,
+                step.audio_s,
+                step.compute_s,
+                self.api.scheduler.cost.cost(step.chars, view.speed),
+                0.0 if view.first_audio_s is None else view.first_audio_s + view.sent_audio_s - now,
+                len(self.streams),
+            )
         self._deliver(stream, step)
         return True
 

@@ -113,6 +113,7 @@ class Scheduler:
     first_chunk_chars: int = FIRST_CHUNK_CHARS  # a few words: the first audio should come quickly
     min_chunk_chars: int = 60  # never cut chunks smaller than this to make room for others
     max_step_s: float = 2.0  # one chunk takes at most this long: the longest a newcomer waits to start
+    own_share: float = 0.8  # a chunk takes at most this share of the audio its own player still has
     admission_safety: float = 1.1  # admit only if the schedule holds with chunks this much slower
     sim_chunk_chars: int = 120  # chunk size assumed when simulating future work
 
@@ -151,19 +152,23 @@ class Scheduler:
         return self.cost.cost(min(self.min_chunk_chars, stream.remaining_chars), stream.speed)
 
     def _max_chars(self, now: float, chosen: StreamView, ready: Sequence[StreamView]) -> int:
-        """Cut the chosen stream's chunk so that it lands before its own player runs dry (when it still can)
-        and every other stream can still be served in time; audio arrives when its chunk is done."""
-        if not chosen.playing:
+        """Cut the chosen stream's chunk so that every other stream can still be served in time, and so
+        that it lands while the chosen stream's own player still has audio; audio arrives when its chunk
+        is done."""
+        if chosen.first_audio_s is None:
             return self.first_chunk_chars
         others = [s for s in ready if s.key != chosen.key]
         budget_s = self.max_step_s
         if others:
             slack = min(self.deadline(s) - now - self._next_cost(s) for s in others)
             budget_s = min(slack, self.max_step_s)
-        own_slack = self.deadline(chosen) - now
-        if own_slack > 0:
-            budget_s = min(budget_s, own_slack)
-        return max(self.min_chunk_chars, self.cost.chars_for(max(0.0, budget_s), chosen.speed))
+        chars = max(self.min_chunk_chars, self.cost.chars_for(max(0.0, budget_s), chosen.speed))
+        # Its own player comes first, whatever the floor for the others' sake: early in a stream (a second
+        # of audio sent) this keeps chunks small and growing, like a lone stream's plan; a player that ran
+        # dry gets a first-sized chunk, so that it plays again soon.
+        buffered_s = chosen.first_audio_s + chosen.sent_audio_s - now
+        own = self.cost.chars_for(buffered_s * self.own_share, chosen.speed)
+        return max(self.first_chunk_chars, min(chars, own))
 
     # --- Admission ---------------------------------------------------------------------------------
 
