@@ -135,8 +135,9 @@ class Relay:
         elif frame.kind == "words":
             await self.on_words(frame.data())
         elif frame.kind == "end":
-            await self.on_end(frame)
+            # Everything is synthesized: a client that hangs up while the last bytes go out cancels nothing.
             self.finished = True
+            await self.on_end(frame)
         else:
             await self.fail(frame.error())
 
