@@ -171,7 +171,7 @@ def verify_model_dir(root: Path, progress: Progress, *, strict_checkpoint: bool 
         if tuple(pack.shape) != VOICE_SHAPE or not torch.isfinite(pack).all():
             raise AssetError(f"voice {voice_file.name} is malformed: shape {tuple(pack.shape)}")
     progress(f"verify: synthesizing {VERIFY_TEXT!r}")
-    engine = Engine(root, "cpu")
+    engine = Engine(root, "cpu", engine="torch")  # the reference: the export, if any, comes after
     voice = (
         VERIFY_VOICE if files.voice(VERIFY_VOICE).is_file() else sorted(files.voices.glob("a*.pt"))[0].stem
     )
