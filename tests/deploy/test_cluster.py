@@ -27,15 +27,17 @@ import pytest
 from deploy.cluster import Cluster, start_cluster
 from deploy.nginx import find_nginx
 from tests.rawclient import RawRequest, metrics, wait_for
+from tests.system import require_program
 from tts_api.processes import ROOT, ServerProcess, free_port
 
-pytestmark = [
-    pytest.mark.server,
-    pytest.mark.skipif(
-        find_nginx() is None,
-        reason="nginx is not installed (`make test` installs it when root: tools/system-packages.txt)",
-    ),
-]
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _nginx() -> None:
+    require_program(find_nginx(), "nginx", "nginx")
+
+
 SPEECH = "/v1/audio/speech"
 STREAMING = 'tts_requests_cancelled_total{stage="streaming"}'
 STARTED = "tts_requests_started_total"

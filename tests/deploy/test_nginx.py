@@ -6,9 +6,8 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from deploy.nginx import find_nginx, render_config
+from tests.system import require_program
 
 UPSTREAMS = ["127.0.0.1:18001", "127.0.0.1:18002"]
 
@@ -41,9 +40,7 @@ def test_the_config_streams_and_balances_by_open_connections(tmp_path: Path) -> 
 
 
 def test_nginx_accepts_the_config_without_root_paths(tmp_path: Path) -> None:
-    nginx = find_nginx()
-    if nginx is None:
-        pytest.skip("nginx is not installed (`make test` installs it when root: tools/system-packages.txt)")
+    nginx = require_program(find_nginx(), "nginx", "nginx")
     for directory in ("logs", "temp"):
         (tmp_path / directory).mkdir()
     config = tmp_path / "nginx.conf"

@@ -13,18 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright import sync_api
 
 from tests.audio_check import decode
+from tests.system import require_program
 from tts_api.processes import ROOT, ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: `make test` installs Debian's chromium when run as root "
-        "(tools/system-packages.txt)",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
 
 pytestmark = pytest.mark.server
 
@@ -47,8 +42,9 @@ TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[sync_api.Browser]:
+    chromium = require_program(str(CHROMIUM) if CHROMIUM.exists() else None, str(CHROMIUM), "chromium")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 

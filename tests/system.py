@@ -1,0 +1,31 @@
+"""Real programs the tests drive, from Debian's packages (tools/system-packages.txt).
+
+`make test` installs them when it can (root with apt-get). Only where it cannot is a missing program a
+skip, with the reason printed; where it could, a missing program means the setup broke: the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+__all__ = ["can_install_packages", "require_program"]
+
+
+def can_install_packages() -> bool:
+    """Whether `make test`'s tools/system-packages could install Debian packages here."""
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def require_program(found: str | None, what: str, package: str) -> str:
+    """`found` (a path), or skip where it cannot be installed here, or fail where it should have been."""
+    if found is not None:
+        return found
+    reason = (
+        f"{what} is missing (Debian package {package}, installed by `make test` via tools/system-packages)"
+    )
+    if can_install_packages():
+        pytest.fail(f"{reason}, though this machine could install it: did the setup run?", pytrace=False)
+    pytest.skip(f"{reason}; not root or no apt-get here, so it cannot be installed")

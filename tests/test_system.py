@@ -1,0 +1,23 @@
+"""A missing Debian program skips a test only where `make test` could not have installed it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import system
+
+
+def test_a_found_program_is_returned() -> None:
+    assert system.require_program("/usr/bin/thing", "thing", "thing") == "/usr/bin/thing"
+
+
+def test_missing_where_it_could_be_installed_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(system, "can_install_packages", lambda: True)
+    with pytest.raises(pytest.fail.Exception, match="could install it"):
+        system.require_program(None, "thing", "thing")
+
+
+def test_missing_where_it_cannot_be_installed_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(system, "can_install_packages", lambda: False)
+    with pytest.raises(pytest.skip.Exception, match="cannot be installed"):
+        system.require_program(None, "thing", "thing")
