@@ -9,6 +9,7 @@ from litserve.connector import check_cuda_with_nvidia_smi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import TTSError
+from .front.auth import ApiKeyAuth, RequestIds
 from .front.gateway import SpeechGateway
 from .front.openapi import describe_api
 from .front.page import add_page
@@ -50,7 +51,6 @@ def build_server(settings: Settings, shared: Shared) -> ls.LitServer:
         "path": SPEECH_PATH,
         "max_pending": settings.max_pending,
         "idle_timeout_s": settings.idle_timeout_s,
-        "api_key": settings.api_key.get_secret_value() if settings.api_key else None,
     }
     server = ls.LitServer(
         SpeechAPI(settings, shared),
@@ -59,7 +59,12 @@ def build_server(settings: Settings, shared: Shared) -> ls.LitServer:
         workers_per_device=settings.workers_per_device,
         # LitServe's timeout only bounds queue wait and turns into an empty 200 when streaming.
         timeout=False,
-        middlewares=[(SpeechGateway, gateway)],
+        # Starlette runs the last added outermost: request ids, then the API key, then the gateway.
+        middlewares=[
+            (SpeechGateway, gateway),
+            (ApiKeyAuth, {"api_key": settings.api_key.get_secret_value() if settings.api_key else None}),
+            (RequestIds, {}),
+        ],
         # A worker that dies is replaced; the gateway fails the requests it held (LitServe cannot).
         restart_workers=True,
     )

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from tts_api.errors import InvalidRequest
+from tts_api.front.auth import RequestIds
 from tts_api.front.gateway import SpeechGateway
 from tts_api.ipc.counters import Counters
 from tts_api.ipc.frames import TICKET_KEY, Ticket
@@ -243,8 +244,10 @@ def run_gateway(
 ) -> list[dict]:
     """Drive the gateway around `app` for one request whose client never disconnects."""
     sent: list[dict] = []
-    gateway = SpeechGateway(
-        app, context=CONTEXT, shared=shared, path="/v1/audio/speech", **{"max_pending": 4, **options}
+    gateway = RequestIds(
+        SpeechGateway(
+            app, context=CONTEXT, shared=shared, path="/v1/audio/speech", **{"max_pending": 4, **options}
+        )
     )
     messages = [{"type": "http.request", "body": json.dumps(request).encode(), "more_body": False}]
 

@@ -7,7 +7,7 @@ import sys
 
 from tts_api.processes import ROOT
 
-FRONT_MODULES = ("gateway", "relay", "routes", "metrics", "ipc", "page")
+FRONT_MODULES = ("admission", "auth", "gateway", "relay", "routes", "metrics", "ipc", "page")
 HEAVY = ("torch", "av", "kokoro", "misaki", "spacy")
 
 

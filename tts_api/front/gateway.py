@@ -1,98 +1,43 @@
-"""The speech route's front door, in every API-server process: authenticate, validate, admit, relay, watch.
+"""The speech route's gateway, in every API-server process: admit, forward to LitServe, relay, watch.
 
-A pure ASGI middleware around the LitServe app. For `POST /v1/audio/speech` it
-- checks the API key of every `/v1/` and `/info` request when one is configured (401 otherwise;
-  `/health` and `/metrics` stay open for probes and scrapers);
-- validates the body with the same schema the workers use, answering 4xx OpenAI-shaped JSON
-  before anything is queued (LitServe would answer 200 with an empty body);
-- admits the request onto the stream board, or answers 503 with Retry-After when the server
-  already holds `max_pending` requests or is shutting down;
-- gives the request a ticket (request id + private key) that travels to the worker in the body;
+A pure ASGI middleware around the LitServe app (inside RequestIds and ApiKeyAuth, auth.py). For
+`POST /v1/audio/speech` it
+- admits the request (admission.py: validated body, a place on the stream board, or a 4xx/503);
+- passes the request's ticket (request id + private key) to the worker inside the body;
 - hands what the worker streams back to a relay (relay.py) that answers in the requested shape, and
   tells the board how much audio the client has taken (the worker stays at most `max_lead_s` ahead);
 - marks the request cancelled on the board when the client goes away before the end, or reads
   nothing for `idle_timeout_s`, so the worker stops before its next chunk;
 - watches the worker that took the request: if that process dies, the client sees a failure
   within seconds (a 503, an SSE error event, or an aborted transfer), never a hang.
-Every HTTP response of the app gets an `X-Request-Id`. Shared-state round trips never run on the loop.
+Shared-state round trips never run on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import InputTooLong, Overloaded, TTSError, Unauthorized, WorkerLost
+from ..errors import TTSError, WorkerLost
 from ..ipc.frames import TICKET_KEY, Ticket
 from ..ipc.manager import Shared
 from ..ipc.streams import CancelReason
-from ..schemas import RequestContext, SpeechRequest, parse_speech_request
-from .ipc import IpcTimeout, LoopIpc
+from ..schemas import RequestContext, SpeechRequest
+from .admission import RETRY_AFTER_S, Admission, ClientGone
+from .auth import ticket_of
+from .ipc import LoopIpc
 from .relay import ClientStalled, Relay, error_response, relay_for
 
 __all__ = ["SpeechGateway"]
 
 logger = logging.getLogger(__name__)
 
-# JSON may escape one character into up to 6 bytes (\uXXXX), plus room for the other fields.
-_BODY_BYTES_PER_CHAR = 6
-_BODY_SLACK_BYTES = 64 * 1024
-RETRY_AFTER_S = 2
-_INLINE_PARSE_BYTES = 16 * 1024
 WATCH_EVERY_S = 0.5  # how often a request in flight checks that its worker process is alive
-
-
-class _ClientGone(Exception):
-    """Raised when the client disconnects before its request body arrived."""
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise InputTooLong(f"request body is larger than {limit} bytes", param="input")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _protected(path: str) -> bool:
-    """Routes that need the API key when one is set: the API and what describes the deployment.
-
-    `/health` and `/metrics` stay open for probes and scrapers; they reveal counts, not content.
-    """
-    return path.startswith("/v1/") or path == "/info"
-
-
-def _tag_with_request_id(send: Send, request_id: str) -> Send:
-    async def tagged(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = list(message.get("headers", []))
-            if not any(k.lower() == b"x-request-id" for k, _ in headers):
-                headers.append((b"x-request-id", request_id.encode()))
-            message = {**message, "headers": headers}
-        await send(message)
-
-    return tagged
 
 
 class SpeechGateway:
@@ -107,36 +52,23 @@ class SpeechGateway:
         path: str,
         max_pending: int,
         idle_timeout_s: float = 60.0,
-        api_key: str | None = None,
     ) -> None:
         self.app = app
-        self.api_key = api_key
-        self.context = context
         self.shared = shared
         self.ipc = LoopIpc()
+        self.admission = Admission(context, shared.board, self.ipc, max_pending)
         self.path = path
-        self.max_pending = max_pending
         self.idle_timeout_s = idle_timeout_s
-        self.max_body_bytes = context.max_input_chars * _BODY_BYTES_PER_CHAR + _BODY_SLACK_BYTES
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        ticket = Ticket.issue(_header(scope, b"x-request-id"))
-        send = _tag_with_request_id(send, ticket.request_id)
-        if self.api_key is not None and _protected(scope["path"]) and not self._authorized(scope):
-            await error_response(
-                send, Unauthorized("missing or incorrect API key; send Authorization: Bearer <key>")
-            )
-            return
-        if scope["path"] != self.path or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
+        ticket = ticket_of(scope)
         received_at = time.monotonic()
         try:
-            speech = await self._admit(receive, ticket)
-        except _ClientGone:
+            speech = await self.admission.admit(receive, ticket)
+        except ClientGone:
             return
         except TTSError as exc:
             self.ipc.post(self.shared.counters.add, "tts_requests_rejected_total", status=exc.status)
@@ -155,31 +87,6 @@ class SpeechGateway:
         finally:
             self._finish(relay, ticket)
 
-    async def _admit(self, receive: Receive, ticket: Ticket) -> SpeechRequest:
-        """Read and validate the body, then take a place on the board; TTSError says why not."""
-        body = await _read_body(receive, self.max_body_bytes)
-        if len(body) > _INLINE_PARSE_BYTES:  # planning a long text takes milliseconds: not on the loop
-            planned = await asyncio.to_thread(parse_speech_request, body, self.context)
-        else:
-            planned = parse_speech_request(body, self.context)
-        try:
-            admitted = await self.ipc.call(self.shared.board.open, ticket.key, self.max_pending)
-        except IpcTimeout as exc:
-            logger.error("request %s refused: %s", ticket.request_id, exc)
-            raise Overloaded(
-                "the server cannot admit requests right now; retry shortly", retry_after_s=RETRY_AFTER_S
-            ) from None
-        if admitted == "draining":
-            raise Overloaded(
-                "the server is shutting down; retry on another replica", retry_after_s=RETRY_AFTER_S
-            )
-        if admitted != "admitted":
-            raise Overloaded(
-                f"the server is busy with {self.max_pending} requests; retry shortly",
-                retry_after_s=RETRY_AFTER_S,
-            )
-        return planned.request  # the plan was for validation; the worker makes its own
-
     def _finish(self, relay: Relay, ticket: Ticket) -> None:
         if not relay.finished:
             self._abandon(relay, ticket, "client")
@@ -190,12 +97,6 @@ class SpeechGateway:
             self.ipc.post(counters.observe, "tts_time_to_first_audio_seconds", [relay.first_audio_s])
         if relay.refused_by_litserve:
             self.ipc.post(self.shared.board.close, ticket.key)  # never queued, so no worker will close it
-
-    def _authorized(self, scope: Scope) -> bool:
-        scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), str(self.api_key).encode()
-        )
 
     async def _forward(
         self, scope: Scope, receive: Receive, speech: SpeechRequest, ticket: Ticket, relay: Relay
