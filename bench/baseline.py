@@ -11,9 +11,9 @@ import torch
 from kokoro import KPipeline
 
 from tts_api.formats import SAMPLE_RATE
+from tts_api.model.g2p import offline_spacy
 from tts_api.model.kmodel import REPO_ID, load_plain_model
 from tts_api.model.layout import ModelDir
-from tts_api.worker.engine import offline_spacy
 
 from .client import VOICE
 

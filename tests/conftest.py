@@ -80,8 +80,8 @@ def tiny_expected() -> Callable[..., int]:
     """Exact audio samples the tiny model gives for a text: `tiny_expected(text, speed=1.0)`."""
     from kokoro import KPipeline
 
+    from tts_api.model.g2p import offline_spacy
     from tts_api.model.kmodel import REPO_ID
-    from tts_api.worker.engine import offline_spacy
 
     with offline_spacy():
         quiet = KPipeline(lang_code="a", repo_id=REPO_ID, model=False)

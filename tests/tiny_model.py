@@ -109,8 +109,8 @@ def tiny_samples(quiet_pipeline, text: str, *, speed: float = 1.0, normalize: bo
     The tiny model is loud in every 5 ms frame, so the engine trims nothing: each piece is its raw
     audio, preceded by the gap the plan owes after the previous chunk (pauses are exact silence).
     """
+    from tts_api.synth.seams import silence
     from tts_api.text.planning import GAP_AFTER_S, plan_chunks
-    from tts_api.worker.seams import silence
 
     vocab = tiny_config()["vocab"]
     total, gap = 0, 0.0

@@ -3,20 +3,64 @@
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Device", "Engine", "SchedulerPolicy", "Settings", "default_model_dir"]
+__all__ = [
+    "MODEL_ENGINES",
+    "Device",
+    "EmulatedSpec",
+    "ModelEngine",
+    "SchedulerPolicy",
+    "Settings",
+    "default_model_dir",
+    "parse_emulated",
+]
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
-Engine = Literal["auto", "torch", "onnx"]
+ModelEngine = Literal["auto", "torch", "onnx"]
+MODEL_ENGINES: tuple[str, ...] = ("auto", "torch", "onnx")
+EMULATED_PREFIX = "emulated:"
+_EMULATED = re.compile(r"emulated:(?P<n>\d+(?:\.\d+)?)(?::(?P<overhead>\d+(?:\.\d+)?))?")
+DEFAULT_EMULATED_OVERHEAD_S = 0.02  # a GPU call's fixed cost, roughly
 SchedulerPolicy = Literal["edf", "fifo"]
 
 # Kokoro-82M v1.0: bump the directory name when the asset recipe changes so old caches are not reused.
 MODEL_DIR_NAME = "kokoro-82m-v1.0"
+
+
+@dataclass(frozen=True)
+class EmulatedSpec:
+    """`emulated:N[:OVERHEAD_S]`: the load-testing engine that feeds N real-time listeners per worker, each
+    piece costing OVERHEAD_S more (synth/emulated.py)."""
+
+    listeners: float
+    overhead_s: float = DEFAULT_EMULATED_OVERHEAD_S
+
+    @property
+    def label(self) -> str:
+        return f"emulated:{self.listeners:g}:{self.overhead_s:g}"
+
+
+def parse_emulated(engine: str) -> EmulatedSpec | None:
+    """The spec of an `emulated:...` engine name; None for any other engine; ValueError if malformed."""
+    if not engine.startswith(EMULATED_PREFIX):
+        return None
+    match = _EMULATED.fullmatch(engine)
+    if match is None or float(match["n"]) <= 0:
+        raise ValueError(
+            f"engine {engine!r}: use emulated:N or emulated:N:OVERHEAD_S, N > 0 real-time listeners per "
+            "worker and OVERHEAD_S the fixed seconds each piece costs"
+        )
+    overhead = match["overhead"]
+    return EmulatedSpec(
+        float(match["n"]), DEFAULT_EMULATED_OVERHEAD_S if overhead is None else float(overhead)
+    )
 
 
 def default_model_dir() -> Path:
@@ -37,8 +81,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1024, le=65535)
     device: Device = "auto"
     # The decoder engine: `onnx` (the export `make model` verified; CPU), `torch`, or `auto`: onnx on a CPU
-    # when its export is there, torch otherwise.
-    engine: Engine = "auto"
+    # when its export is there, torch otherwise. `emulated:N[:OVERHEAD_S]` sleeps instead of synthesizing,
+    # like a worker that feeds N real-time listeners (load tests; see synth/emulated.py).
+    engine: str = "auto"
     workers_per_device: int = Field(default=1, ge=1)
     api_servers: int | None = Field(
         default=None, ge=1, description="uvicorn processes; default one per worker"
@@ -65,3 +110,15 @@ class Settings(BaseSettings):
     # When set, a Wyoming service (Home Assistant's protocol) listens on this TCP port, on `host`.
     wyoming_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, engine: str) -> str:
+        if engine in MODEL_ENGINES or parse_emulated(engine) is not None:  # ValueError if malformed
+            return engine
+        raise ValueError(f"engine must be one of {', '.join(MODEL_ENGINES)} or emulated:N, got {engine!r}")
+
+    @property
+    def emulated(self) -> bool:
+        """Whether the workers run the load-testing engine instead of the model."""
+        return self.engine.startswith(EMULATED_PREFIX)

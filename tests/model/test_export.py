@@ -19,7 +19,7 @@ from tts_api.model.assets import export_engine
 from tts_api.model.export import MIN_SNR_DB, ensure_export, export_path, verified_export
 from tts_api.model.kmodel import load_model
 from tts_api.model.layout import ModelDir
-from tts_api.worker.vocoders import choose_vocoder
+from tts_api.synth.vocoders import choose_vocoder
 
 
 def test_the_export_is_verified_against_torch_and_recorded(tiny_onnx_model_dir: Path) -> None:

@@ -152,9 +152,8 @@ def verify_model_dir(root: Path, progress: Progress, *, strict_checkpoint: bool 
     """
     import torch
 
-    from ..voices import VoiceBlend
-    from ..worker.engine import Engine
-    from .kmodel import load_checkpoint_into
+    from .g2p import g2p_pipeline
+    from .kmodel import load_checkpoint_into, load_plain_model
 
     files = ModelDir(root).require()
     progress("verify: loading weights")
@@ -171,12 +170,15 @@ def verify_model_dir(root: Path, progress: Progress, *, strict_checkpoint: bool 
         if tuple(pack.shape) != VOICE_SHAPE or not torch.isfinite(pack).all():
             raise AssetError(f"voice {voice_file.name} is malformed: shape {tuple(pack.shape)}")
     progress(f"verify: synthesizing {VERIFY_TEXT!r}")
-    engine = Engine(root, "cpu", engine="torch")  # the reference: the export, if any, comes after
-    voice = (
-        VERIFY_VOICE if files.voice(VERIFY_VOICE).is_file() else sorted(files.voices.glob("a*.pt"))[0].stem
-    )
+    # kokoro's own pipeline and KModel: the reference that the server's engines are checked against.
+    model = load_plain_model(files, "cpu")
+    voice = files.voice(VERIFY_VOICE)
+    if not voice.is_file():
+        voice = sorted(files.voices.glob("a*.pt"))[0]
+    pack = torch.load(voice, map_location="cpu", weights_only=True).float()
     torch.manual_seed(0)
-    audio = np.concatenate([c.audio for c in engine.synthesize(VERIFY_TEXT, VoiceBlend(((voice, 1.0),)))])
+    results = g2p_pipeline("a")(VERIFY_TEXT, voice=pack, model=model)
+    audio = np.concatenate([r.audio.numpy() for r in results if r.audio is not None])
     seconds = len(audio) / SAMPLE_RATE
     if not np.isfinite(audio).all() or not 0.3 <= seconds <= 5.0 or np.abs(audio).max() < 1e-3:
         raise AssetError(

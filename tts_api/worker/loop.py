@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 from queue import Empty, Queue
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 from litserve.loops.base import _SENTINEL_VALUE, LitLoop
@@ -28,14 +28,12 @@ from litserve.utils import LitAPIStatus, LoopResponseType
 from ..errors import Overloaded, TTSError
 from ..ipc.frames import TICKET_KEY, Ticket
 from ..ipc.streams import StreamState
-from ..schemas import PlannedSpeech, parse_speech_request
-from .progress import Progress
+from ..schemas import PlannedSpeech
+from ..synth.progress import Progress
+from ..synth.speech import Interrupted
+from .runtime import WorkerRuntime
 from .scheduler import StreamView
 from .stream import Step, Stream
-from .vocoders import Interrupted
-
-if TYPE_CHECKING:
-    from .api import SpeechAPI
 
 __all__ = ["SpeechLoop"]
 
@@ -62,7 +60,7 @@ class SpeechLoop(LitLoop):
 
     def __call__(  # type: ignore[override]
         self,
-        lit_api: SpeechAPI,
+        lit_api: Any,
         device: str,
         worker_id: int,
         request_queue: Queue[Any],
@@ -70,8 +68,12 @@ class SpeechLoop(LitLoop):
         workers_setup_status: dict[str, str],
         callback_runner: Any,
     ) -> None:
-        self.api, self.transport, self.queue = lit_api, transport, request_queue
-        self.worker = worker_id
+        self.serve(lit_api.runtime, request_queue, transport)
+
+    def serve(self, runtime: WorkerRuntime, requests: Queue[Any], transport: Any) -> None:
+        """Serve `requests` (LitServe's worker queue) on `runtime`, answering through `transport`, until
+        the queue yields LitServe's stop sentinel; streams still running then get an error."""
+        self.runtime, self.transport, self.queue = runtime, transport, requests
         self.streams: dict[str, Stream] = {}
         self.waiting: _Waiting | None = None
         self._reported_at = 0.0
@@ -109,7 +111,6 @@ class SpeechLoop(LitLoop):
         return True
 
     def _receive(self, uid: str, reply_to: int, payload: dict[str, Any]) -> None:
-        counters = self.api.shared.counters
         try:
             ticket = Ticket.from_dict(payload.pop(TICKET_KEY, None))
         except ValueError:
@@ -120,9 +121,9 @@ class SpeechLoop(LitLoop):
             return
         # First, say who is working on it: the front fails the request visibly if this process dies.
         self._send(uid, reply_to, ticket.start_frame(os.getpid(), self._created))
-        counters.add("tts_requests_started_total")
+        self.runtime.count("tts_requests_started_total")
         try:
-            speech = parse_speech_request(payload, self.api.context)
+            speech = self.runtime.parse(payload)
         except Exception as exc:  # a TTSError (rare: the front validated already) or a bug
             self._fail(uid, reply_to, ticket, exc)
             return
@@ -138,7 +139,7 @@ class SpeechLoop(LitLoop):
         keys = [*self.streams, *([self.waiting.ticket.key] if self.waiting else [])]
         if not keys:
             return
-        states = self.api.shared.board.poll(keys)
+        states = self.runtime.poll(keys)
         for key, state in states.items():
             if not state.stopped:
                 stream = self.streams.get(key)
@@ -160,7 +161,7 @@ class SpeechLoop(LitLoop):
         if state.reason == "shutdown":
             self._fail(waiting.uid, waiting.reply_to, waiting.ticket, _shutting_down())
             return
-        self.api.log_cancel(
+        self.runtime.log_cancel(
             waiting.ticket, waiting.speech.request, Progress(), "queued", state.reason or "gone"
         )
         self._end(waiting.uid, waiting.reply_to, waiting.ticket)
@@ -172,9 +173,9 @@ class SpeechLoop(LitLoop):
             return
         stage = "streaming" if stream.view.playing else "queued"
         if stream.interrupted:
-            self.api.shared.counters.add("tts_chunks_interrupted_total")
+            self.runtime.count("tts_chunks_interrupted_total")
         reason = state.reason or "gone"
-        self.api.log_cancel(
+        self.runtime.log_cancel(
             stream.ticket,
             stream.speech.request,
             stream.progress,
@@ -190,9 +191,9 @@ class SpeechLoop(LitLoop):
         if waiting is None:
             return
         views = [s.view for s in self.streams.values()]
-        if not self.api.scheduler.admits(time.monotonic(), views, waiting.view):
+        if not self.runtime.scheduler.admits(time.monotonic(), views, waiting.view):
             if logger.isEnabledFor(logging.DEBUG):
-                worst = self.api.scheduler.worst_underrun(time.monotonic(), [*views, waiting.view])
+                worst = self.runtime.scheduler.worst_underrun(time.monotonic(), [*views, waiting.view])
                 logger.debug(
                     "request %s waits: %d active, predicted gap %.2f s",
                     waiting.ticket.request_id,
@@ -202,7 +203,7 @@ class SpeechLoop(LitLoop):
             return
         self.waiting = None
         try:
-            stream = self.api.open_stream(waiting.uid, waiting.reply_to, waiting.ticket, waiting.speech)
+            stream = self.runtime.open_stream(waiting.uid, waiting.reply_to, waiting.ticket, waiting.speech)
         except Exception as exc:
             self._fail(waiting.uid, waiting.reply_to, waiting.ticket, exc)
             return
@@ -211,13 +212,12 @@ class SpeechLoop(LitLoop):
 
     def _run_one(self) -> bool:
         """Run the chunk the scheduler picks; False when no stream may run now."""
-        pick = self.api.scheduler.pick(time.monotonic(), [s.view for s in self.streams.values()])
+        pick = self.runtime.scheduler.pick(time.monotonic(), [s.view for s in self.streams.values()])
         if pick is None:
             return False
         stream = self.streams[pick.key]
         try:
-            with self.api.watch.chunk(stream.key):
-                step = stream.step(pick.max_chars)
+            step = self.runtime.step(stream, pick.max_chars)
         except Interrupted:
             # Its client left mid-chunk: the board says so; the next _poll drops it (the chunk is lost).
             stream.interrupted = True
@@ -237,7 +237,7 @@ class SpeechLoop(LitLoop):
                 step.chars,
                 step.audio_s,
                 step.compute_s,
-                self.api.scheduler.cost.cost(step.chars, view.speed),
+                self.runtime.scheduler.cost.cost(step.chars, view.speed),
                 0.0 if view.first_audio_s is None else view.first_audio_s + view.sent_audio_s - now,
                 len(self.streams),
             )
@@ -252,16 +252,15 @@ class SpeechLoop(LitLoop):
             else:
                 late_s = now - (view.first_audio_s + view.sent_audio_s)  # the player's buffer ran out then
                 if late_s > 0:
-                    self.api.shared.counters.add("tts_deadline_misses_total")
-                    self.api.shared.counters.observe("tts_deadline_miss_seconds", [late_s])
+                    self.runtime.missed_deadline(late_s)
             view.sent_audio_s += step.audio_s
-            self.api.learn(stream, step)
+            self.runtime.learn(stream, step)
         for frame in step.frames:
             self._send(stream.uid, stream.reply_to, frame)
         if step.done:
             del self.streams[stream.key]
             self._release(stream)
-            self.api.completed(stream)
+            self.runtime.completed(stream)
             self._end(stream.uid, stream.reply_to, stream.ticket)
 
     # --- Frames out ---------------------------------------------------------------------------------
@@ -279,7 +278,7 @@ class SpeechLoop(LitLoop):
         try:
             self._finish(uid, reply_to)
         finally:
-            self.api.shared.board.close(ticket.key)
+            self.runtime.close_entry(ticket.key)
 
     def _fail(self, uid: str, reply_to: int, ticket: Ticket, exc: BaseException) -> None:
         """Send the client an error frame for `exc` and end the request."""
@@ -290,7 +289,7 @@ class SpeechLoop(LitLoop):
         )
         if not isinstance(exc, TTSError):
             logger.error("request %s failed", ticket.request_id, exc_info=exc)
-        self.api.shared.counters.add("tts_requests_failed_total")
+        self.runtime.count("tts_requests_failed_total")
         try:
             self._send(uid, reply_to, ticket.error_frame(error))
         finally:
@@ -317,7 +316,7 @@ class SpeechLoop(LitLoop):
         if counts == self._reported and now - self._reported_at < REPORT_EVERY_S:
             return
         self._reported_at, self._reported = now, counts
-        self.api.report(*counts)
+        self.runtime.report(*counts)
 
 
 def _trim_heap() -> None:

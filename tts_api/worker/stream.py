@@ -7,20 +7,14 @@ go to the front in order. It owns one encoder, released by `close` however the s
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
-from ..errors import TTSError
 from ..formats import SAMPLE_RATE
 from ..ipc.frames import Ticket
 from ..schemas import PlannedSpeech
-from ..text.planning import Chunk, ChunkCursor, Growth
-from .encoders import Encoder, open_encoder
-from .progress import Progress
+from ..synth.encoders import Encoder, open_encoder
+from ..synth.progress import Progress
+from ..synth.speech import SpeechEngine
 from .scheduler import StreamView
-
-if TYPE_CHECKING:  # the engine imports kokoro; this module stays importable without it
-    from .engine import Engine, SpeechChunk
 
 __all__ = ["Step", "Stream"]
 
@@ -45,42 +39,31 @@ class Stream:
         reply_to: int,
         ticket: Ticket,
         speech: PlannedSpeech,
-        engine: Engine,
+        engine: SpeechEngine,
         *,
         arrived_s: float,
     ) -> None:
         self.uid, self.reply_to, self.ticket, self.speech = uid, reply_to, ticket, speech
         request = speech.request
         self.progress = Progress()
-        self._cursor = ChunkCursor(speech.script)
-        self._growth = Growth()
-        self._budget = self._growth.budget
         self._wants_words = request.stream and request.stream_format != "audio"
-        self._encoder: Encoder | None = open_encoder(request.response_format, streaming=request.stream)
-        self._pieces: Iterator[SpeechChunk] = engine.speak(
+        self._utterance = engine.utterance(
             request.input,
-            self._chunks(),
+            speech.script,
             speech.voice,
             speed=request.speed,
             lang_code=speech.lang_code,
             seed=request.seed,
         )
+        self._encoder: Encoder | None = open_encoder(request.response_format, streaming=request.stream)
         self.interrupted = False  # a chunk was abandoned mid-synthesis: the stream cannot go on
         self.view = StreamView(
-            ticket.key, arrived_s, request.speed, remaining_chars=self._cursor.remaining_chars or 1
+            ticket.key, arrived_s, request.speed, remaining_chars=self._utterance.remaining_chars or 1
         )
 
     @property
     def key(self) -> str:
         return self.ticket.key
-
-    def _chunks(self) -> Iterator[Chunk]:
-        growth = self._growth
-        while (
-            chunk := self._cursor.next(self._budget, reach=growth.reach, min_cost=growth.min_cost)
-        ) is not None:
-            growth.spoke(chunk)
-            yield chunk
 
     def step(self, max_chars: int) -> Step:
         """Synthesize the next chunk (at most `max_chars` of text) and encode it; the frames to send.
@@ -89,20 +72,19 @@ class Stream:
         every time; the others take the scheduler's limit too.
         """
         step = Step()
+        budget = self._utterance.budget
         if self.speech.request.seed is None:
-            max_chars = min(self._growth.budget, max_chars)
-        else:
-            max_chars = self._growth.budget
-        self._budget = max(1, max_chars)
+            budget = min(budget, max_chars)
         started = time.perf_counter()
-        piece = next(self._pieces, None)
+        piece = self._utterance.next(budget)
         step.compute_s = time.perf_counter() - started
         if piece is None:
             step.frames += self._finish()
             step.done = True
             self.view.remaining_chars = 0
             return step
-        assert self._encoder is not None, "a closed stream was stepped"
+        if self._encoder is None:
+            raise RuntimeError("a closed stream was stepped")
         self.progress.add(piece)
         step.chars, step.audio_s = len(piece.graphemes), len(piece.audio) / SAMPLE_RATE
         data = self._encoder.write(piece.audio)
@@ -110,7 +92,8 @@ class Stream:
             step.frames.append(self.ticket.audio_frame(data, audio_end_s=self.progress.audio_seconds))
         if self._wants_words and piece.words:
             step.frames.append(self.ticket.words_frame([w.to_dict() for w in piece.words]))
-        self.view.remaining_chars = self._cursor.remaining_chars or 1  # 1: the engine may hold a last piece
+        # 1 while the utterance may still hold a piece of the last chunk: done only when it says so.
+        self.view.remaining_chars = self._utterance.remaining_chars or 1
         return step
 
     def _finish(self) -> list[bytes]:
@@ -124,14 +107,9 @@ class Stream:
         )
         return frames
 
-    def error_frame(self, error: TTSError) -> bytes:
-        return self.ticket.error_frame(error)
-
     def close(self) -> None:
-        """Release the encoder and the engine's generator; safe to call more than once."""
+        """Release the encoder and the utterance; safe to call more than once."""
         if self._encoder is not None:
             self._encoder.close()
             self._encoder = None
-        close = getattr(self._pieces, "close", None)
-        if close is not None:
-            close()
+        self._utterance.close()

@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pytest
 
 from tts_api.formats import MEDIA_TYPES, RESPONSE_FORMATS, SAMPLE_RATE, ResponseFormat
-from tts_api.worker.encoders import open_encoder, to_pcm16
+from tts_api.synth.encoders import open_encoder, to_pcm16
 
 LOSSLESS: tuple[ResponseFormat, ...] = ("pcm", "wav", "flac")
 LOSSY: tuple[ResponseFormat, ...] = ("mp3", "opus", "aac")

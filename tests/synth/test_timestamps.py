@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from tts_api.synth.timestamps import word_timings
 from tts_api.text.planning import plan_chunks
-from tts_api.worker.timestamps import word_timings
 
 
 @dataclass

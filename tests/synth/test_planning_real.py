@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tts_api.synth.engine import KokoroEngine
+from tts_api.synth.seams import speech_bounds
+from tts_api.synth.speech import speak_all
 from tts_api.voices import VoiceBlend
-from tts_api.worker.engine import Engine
-from tts_api.worker.seams import speech_bounds
 
 pytestmark = pytest.mark.slow
 SR = 24_000
@@ -23,8 +24,8 @@ TEXT = (
 
 @pytest.fixture(scope="module")
 def chunks(real_model_dir: Path) -> list:
-    engine = Engine(real_model_dir, "cpu")
-    return list(engine.synthesize(TEXT, VoiceBlend((("af_heart", 1.0),)), seed=0))
+    engine = KokoroEngine(real_model_dir, "cpu")
+    return list(speak_all(engine, TEXT, VoiceBlend((("af_heart", 1.0),)), seed=0))
 
 
 def test_the_text_is_planned_into_several_chunks_with_a_short_first(chunks: list) -> None:

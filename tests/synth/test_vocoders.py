@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tts_api.model.export import MIN_SNR_DB
+from tts_api.synth.engine import KokoroEngine
+from tts_api.synth.speech import Interrupted, speak_all
 from tts_api.voices import VoiceCatalogue
-from tts_api.worker.engine import Engine
-from tts_api.worker.vocoders import Interrupted
 from tts_api.worker.watch import ChunkWatch
 
 # One chunk of about 360 weighted characters: seconds of work, so a stop can land inside it.
@@ -24,22 +24,22 @@ LONG_CHUNK = (
 
 
 @pytest.fixture(scope="module")
-def engines(tiny_onnx_model_dir: Path) -> dict[str, Engine]:
-    return {name: Engine(tiny_onnx_model_dir, "cpu", engine=name) for name in ("torch", "onnx")}  # type: ignore[misc]
+def engines(tiny_onnx_model_dir: Path) -> dict[str, KokoroEngine]:
+    return {name: KokoroEngine(tiny_onnx_model_dir, "cpu", engine=name) for name in ("torch", "onnx")}  # type: ignore[misc]
 
 
-def voice(engine: Engine):  # type: ignore[no-untyped-def]
+def voice(engine: KokoroEngine):  # type: ignore[no-untyped-def]
     return VoiceCatalogue.from_dir(engine.files.voices).resolve("af_heart")
 
 
-def test_each_engine_is_what_was_asked_for(engines: dict[str, Engine]) -> None:
-    assert {name: engine.engine for name, engine in engines.items()} == {"torch": "torch", "onnx": "onnx"}
+def test_each_engine_is_what_was_asked_for(engines: dict[str, KokoroEngine]) -> None:
+    assert {name: engine.name for name, engine in engines.items()} == {"torch": "torch", "onnx": "onnx"}
 
 
-def test_the_engines_say_the_same_thing_for_the_same_seed(engines: dict[str, Engine]) -> None:
+def test_the_engines_say_the_same_thing_for_the_same_seed(engines: dict[str, KokoroEngine]) -> None:
     text = "Both engines, one seed."
     audio = {
-        name: np.concatenate([c.audio for c in engine.synthesize(text, voice(engine), seed=11)])
+        name: np.concatenate([c.audio for c in speak_all(engine, text, voice(engine), seed=11)])
         for name, engine in engines.items()
     }
     assert len(audio["torch"]) == len(audio["onnx"])
@@ -47,28 +47,28 @@ def test_the_engines_say_the_same_thing_for_the_same_seed(engines: dict[str, Eng
     snr_db = 10 * np.log10(np.sum(audio["torch"] ** 2) / np.sum(difference**2))
     assert snr_db >= MIN_SNR_DB
     again = np.concatenate(
-        [c.audio for c in engines["onnx"].synthesize(text, voice(engines["onnx"]), seed=11)]
+        [c.audio for c in speak_all(engines["onnx"], text, voice(engines["onnx"]), seed=11)]
     )
     assert np.array_equal(again, audio["onnx"])
 
 
 @pytest.mark.parametrize("name", ["torch", "onnx"])
-def test_an_interrupt_stops_the_chunk_in_flight(engines: dict[str, Engine], name: str) -> None:
+def test_an_interrupt_stops_the_chunk_in_flight(engines: dict[str, KokoroEngine], name: str) -> None:
     engine = engines[name]
     started = time.perf_counter()
-    list(engine.synthesize(LONG_CHUNK, voice(engine), seed=1))
+    list(speak_all(engine, LONG_CHUNK, voice(engine), seed=1))
     whole_s = time.perf_counter() - started
     engine.reset()
     stopper = threading.Timer(whole_s / 4, engine.interrupt)
     started = time.perf_counter()
     stopper.start()
     with pytest.raises(Interrupted):
-        list(engine.synthesize(LONG_CHUNK, voice(engine), seed=1))
+        list(speak_all(engine, LONG_CHUNK, voice(engine), seed=1))
     stopped_after_s = time.perf_counter() - started
     stopper.join()
     assert stopped_after_s < whole_s  # it did not run to the end of the chunk
     engine.reset()
-    assert len(list(engine.synthesize("Still works.", voice(engine), seed=1))) == 1
+    assert len(list(speak_all(engine, "Still works.", voice(engine), seed=1))) == 1
 
 
 class _Board:

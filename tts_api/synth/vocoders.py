@@ -1,4 +1,4 @@
-"""The model KPipeline calls in a worker: kokoro's front in torch, then a vocoder engine; interruptible.
+"""Kokoro's model in a worker: kokoro's front in torch, then a vocoder engine; interruptible.
 
 Two engines run the decoder: `torch` (kokoro's own modules, any device) and `onnx` (the export made and
 verified by `make model`, on ONNX Runtime, CPU). Both take the sine source's random draws from the
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -20,16 +20,12 @@ from kokoro import KModel
 from ..model.export import INPUTS, export_path, verified_export
 from ..model.layout import ModelDir
 from ..model.vocoder import DecoderInputs, NoiseDecoder, draw_noise, front
+from ..settings import ModelEngine
+from .speech import Interrupted
 
-__all__ = ["EngineName", "Interrupted", "SpeechModel", "Vocoder", "choose_vocoder"]
+__all__ = ["SpeechModel", "Vocoder", "choose_vocoder"]
 
 logger = logging.getLogger(__name__)
-
-EngineName = Literal["auto", "torch", "onnx"]
-
-
-class Interrupted(Exception):
-    """Raised inside a synthesis that `interrupt()` stopped (its request was cancelled)."""
 
 
 class Vocoder(Protocol):
@@ -117,7 +113,7 @@ class OnnxVocoder:
             self._run = self._options()
 
 
-def choose_vocoder(requested: EngineName, model: KModel, files: ModelDir, threads: int) -> Vocoder:
+def choose_vocoder(requested: ModelEngine, model: KModel, files: ModelDir, threads: int) -> Vocoder:
     """The engine asked for, or for `auto` the fastest verified one for the device; torch when the other
     is missing or fails to load (said in one log line, never a crash)."""
     if requested == "torch" or (requested == "auto" and model.device.type != "cpu"):
@@ -146,28 +142,25 @@ def _onnx_unavailable(files: ModelDir, model: KModel) -> str | None:
 
 @dataclass
 class SpeechModel:
-    """What KPipeline runs in place of KModel: `model(phonemes, ref_s, speed, return_output=True)`.
-
-    `generator` is the current request's: the engine sets it before each call.
-    """
+    """Kokoro's model with the decoder on a chosen vocoder engine: phonemes in, audio and durations out."""
 
     model: KModel
     vocoder: Vocoder
-    generator: torch.Generator | None = None
 
     @property
     def device(self) -> torch.device:
         return self.model.device
 
     def __call__(
-        self, phonemes: str, ref_s: torch.Tensor, speed: float = 1.0, return_output: bool = False
+        self, phonemes: str, ref_s: torch.Tensor, speed: float, generator: torch.Generator
     ) -> KModel.Output:
+        """Synthesize one piece; the sine source's random draws come from `generator` (the request's)."""
         ids = [i for i in (self.model.vocab.get(p) for p in phonemes) if i is not None]
         if len(ids) + 2 > self.model.context_length:
             raise ValueError(f"{len(ids)} phonemes is more than the model's context")
         input_ids = torch.LongTensor([[0, *ids, 0]]).to(self.device)
         inputs = front(self.model, input_ids, ref_s.to(self.device), speed)
-        rand_ini, noise = draw_noise(inputs.f0.shape[-1], self.generator)
+        rand_ini, noise = draw_noise(inputs.f0.shape[-1], generator)
         audio = self.vocoder.decode(inputs, rand_ini, noise)
         return KModel.Output(audio=audio.cpu(), pred_dur=inputs.pred_dur.cpu())
 

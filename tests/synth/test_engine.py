@@ -9,22 +9,24 @@ import numpy as np
 import pytest
 import torch
 
+from tts_api.model import g2p as g2p_module
+from tts_api.model.g2p import G2PUnavailable
+from tts_api.synth.engine import KokoroEngine
+from tts_api.synth.speech import speak_all
 from tts_api.text.planning import plan_chunks
 from tts_api.voices import VoiceBlend, VoiceCatalogue
-from tts_api.worker import engine as engine_module
-from tts_api.worker.engine import Engine, G2PUnavailable
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_dir: Path) -> Engine:
-    return Engine(tiny_model_dir, "cpu")
+def engine(tiny_model_dir: Path) -> KokoroEngine:
+    return KokoroEngine(tiny_model_dir, "cpu")
 
 
-def test_weight_norm_is_folded_away_at_load(engine: Engine) -> None:
+def test_weight_norm_is_folded_away_at_load(engine: KokoroEngine) -> None:
     assert not any(hasattr(m, "weight_g") for m in engine.model.model.modules())
 
 
-def test_a_blend_is_the_weighted_mean_of_its_voices(engine: Engine, tiny_model_dir: Path) -> None:
+def test_a_blend_is_the_weighted_mean_of_its_voices(engine: KokoroEngine, tiny_model_dir: Path) -> None:
     catalogue = VoiceCatalogue.from_dir(tiny_model_dir / "voices")
     bella, sky = (
         torch.load(tiny_model_dir / f"voices/{v}.pt", weights_only=True) for v in ("af_bella", "af_sky")
@@ -35,10 +37,10 @@ def test_a_blend_is_the_weighted_mean_of_its_voices(engine: Engine, tiny_model_d
 
 
 def test_synthesis_follows_the_plan_with_exact_gaps(
-    engine: Engine, tiny_expected: Callable[..., int]
+    engine: KokoroEngine, tiny_expected: Callable[..., int]
 ) -> None:
     text = "One short sentence.\n\nA new paragraph [pause:0.5s] after a pause."
-    chunks = list(engine.synthesize(text, VoiceBlend((("af_heart", 1.0),))))
+    chunks = list(speak_all(engine, text, VoiceBlend((("af_heart", 1.0),))))
     plan = plan_chunks(text)
     assert [c.graphemes for c in chunks] == [c.text for c in plan]
     assert sum(len(c.audio) for c in chunks) == tiny_expected(text)
@@ -48,9 +50,9 @@ def test_synthesis_follows_the_plan_with_exact_gaps(
         assert chunk.audio.dtype == np.float32 and np.isfinite(chunk.audio).all()
 
 
-def test_words_are_timed_in_order_inside_the_audio(engine: Engine) -> None:
+def test_words_are_timed_in_order_inside_the_audio(engine: KokoroEngine) -> None:
     text = "Hello **world**, meet the engine.\n\nIt times every word."
-    chunks = list(engine.synthesize(text, VoiceBlend((("af_heart", 1.0),))))
+    chunks = list(speak_all(engine, text, VoiceBlend((("af_heart", 1.0),))))
     words = [w for c in chunks for w in c.words]
     assert [w.word for w in words] == [
         "Hello",
@@ -70,8 +72,8 @@ def test_words_are_timed_in_order_inside_the_audio(engine: Engine) -> None:
 
 
 def test_a_missing_spacy_model_is_explained_not_downloaded(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: KokoroEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(engine_module.SPACY_ALIASES, "en_core_web_sm", "en_core_web_sm_not_installed")
+    monkeypatch.setitem(g2p_module.SPACY_ALIASES, "en_core_web_sm", "en_core_web_sm_not_installed")
     with pytest.raises(G2PUnavailable, match="pip install en-core-web-sm-not-installed"):
         engine.pipeline("b")

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..formats import SAMPLE_RATE
-
-if TYPE_CHECKING:  # the engine imports kokoro; this module stays importable without it
-    from .engine import SpeechChunk
+from .speech import SpeechChunk
 
 __all__ = ["Progress"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tts_api.worker.seams import KEEP_LEAD_S, KEEP_TAIL_S, shape_piece, silence, speech_bounds
+from tts_api.synth.seams import KEEP_LEAD_S, KEEP_TAIL_S, shape_piece, silence, speech_bounds
 
 SR = 24_000
 

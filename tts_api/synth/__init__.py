@@ -1,0 +1,1 @@
+"""The synthesis core: engines, vocoders, seams, timestamps, encoders. No LitServe, no HTTP."""

@@ -1,0 +1,223 @@
+"""WorkerRuntime: what one worker's loop runs on, made once in `setup`.
+
+The engine (and the cancel watch over it), the scheduler with the cost model measured at start-up, the
+request context that parses bodies, and the shared board and counters. The loop (loop.py) reaches all of
+it through this one object, and nothing here knows the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, cast
+
+from ..ipc.frames import Ticket
+from ..ipc.manager import Shared
+from ..ipc.streams import StreamState
+from ..model.layout import ModelDir
+from ..schemas import PlannedSpeech, RequestContext, SpeechRequest, parse_speech_request
+from ..settings import ModelEngine, Settings, parse_emulated
+from ..synth.emulated import EmulatedEngine
+from ..synth.encoders import Encoder
+from ..synth.progress import Progress
+from ..synth.speech import SpeechEngine, time_text
+from ..voices import VoiceCatalogue, installed_languages
+from .scheduler import CostModel, Scheduler
+from .stream import Step, Stream
+from .watch import ChunkWatch
+
+__all__ = ["WorkerRuntime", "available_cpus", "calibrate"]
+
+logger = logging.getLogger(__name__)
+
+# Spoken at start-up: warms the model and measures this worker's speed (about 5 s of audio).
+CALIBRATION_TEXT = (
+    "Hello there. This sentence is synthesized once at start-up, to measure how fast this worker speaks."
+)
+CALIBRATION_SHORT = "Hello there, good morning."
+WARMUP_TEXT = "Hello there."
+MAX_ACTIVE_CEILING = 16
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup quota (`docker run --cpus=2`, a pod's
+    CPU limit), which `os.cpu_count()` ignores and which would make every worker oversubscribe."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+def calibrate(engine: SpeechEngine, catalogue: VoiceCatalogue) -> CostModel:
+    """Warm the engine up and time it on a short and a long chunk: a fixed cost per chunk, and compute
+    and audio per character."""
+    warm_voice = "af_heart" if "af_heart" in catalogue else next(iter(catalogue.voices))
+    voice = catalogue.resolve(warm_voice)
+    time_text(engine, WARMUP_TEXT, voice)
+    (short_s, _), (long_s, audio_s) = (
+        time_text(engine, t, voice) for t in (CALIBRATION_SHORT, CALIBRATION_TEXT)
+    )
+    short, long = len(CALIBRATION_SHORT), len(CALIBRATION_TEXT)
+    overhead = min(max(0.0, (short_s * long - long_s * short) / (long - short)), short_s)
+    return CostModel(
+        compute_s_per_char=max(long_s - overhead, 1e-3) / long,
+        audio_s_per_char=audio_s / long,
+        overhead_s=overhead,
+    )
+
+
+class WorkerRuntime:
+    """See the module docstring. Public methods are what the loop calls."""
+
+    def __init__(
+        self,
+        engine: SpeechEngine,
+        scheduler: Scheduler,
+        shared: Shared,
+        context: RequestContext,
+        *,
+        worker: str = "0",
+    ) -> None:
+        self.engine, self.scheduler, self.context = engine, scheduler, context
+        self.board, self.counters = shared.board, shared.counters
+        self.worker = worker
+        self.pid = os.getpid()
+        self.watch = ChunkWatch(shared.board, engine.interrupt, engine.reset)
+
+    @classmethod
+    def load(cls, settings: Settings, shared: Shared, device: str) -> WorkerRuntime:
+        """Load the engine on `device`, measure it, and make the runtime (the worker's `setup`)."""
+        started = time.monotonic()
+        engine, threads = _load_engine(settings, device)
+        catalogue = VoiceCatalogue.from_dir(ModelDir(settings.model_dir).voices)
+        context = RequestContext(
+            catalogue=catalogue, max_input_chars=settings.max_input_chars, languages=installed_languages()
+        )
+        cost = calibrate(engine, catalogue)
+        max_active = settings.max_streams_per_worker or min(MAX_ACTIVE_CEILING, max(1, int(cost.capacity)))
+        scheduler = Scheduler(
+            cost,
+            policy=settings.scheduler,
+            max_lead_s=settings.max_lead_s,
+            max_active=1 if settings.scheduler == "fifo" else max_active,
+        )
+        runtime = cls(engine, scheduler, shared, context, worker=os.environ.get("LITSERVE_WORKER_ID", "0"))
+        logger.info(
+            "worker %s ready on %s (%s engine, %d threads) in %.1f s: %.2f audio s per s, %d streams (%s), "
+            "%.2f s per chunk",
+            runtime.pid,
+            device,
+            engine.name,
+            threads,
+            time.monotonic() - started,
+            cost.capacity,
+            scheduler.max_active,
+            scheduler.policy,
+            cost.overhead_s,
+        )
+        if settings.emulated:
+            logger.warning(
+                "worker %s runs the EMULATED engine %s: it sleeps and plays tones instead of speaking "
+                "(for load tests only)",
+                runtime.pid,
+                engine.name,
+            )
+        return runtime
+
+    # --- Requests ------------------------------------------------------------------------------------
+
+    def parse(self, payload: dict[str, Any]) -> PlannedSpeech:
+        """Validate and plan a request body (TTSError if it is bad; the front has checked it already)."""
+        return parse_speech_request(payload, self.context)
+
+    def open_stream(self, uid: str, reply_to: int, ticket: Ticket, speech: PlannedSpeech) -> Stream:
+        """Start synthesizing an admitted request (opens its encoder)."""
+        return Stream(uid, reply_to, ticket, speech, self.engine, arrived_s=time.monotonic())
+
+    def step(self, stream: Stream, max_chars: int) -> Step:
+        """Synthesize the stream's next chunk; Interrupted if its client leaves meanwhile."""
+        with self.watch.chunk(stream.key):
+            return stream.step(max_chars)
+
+    # --- The board -----------------------------------------------------------------------------------
+
+    def poll(self, keys: list[str]) -> dict[str, StreamState]:
+        """The board entries of `keys`, in one round trip."""
+        return self.board.poll(keys)
+
+    def close_entry(self, key: str) -> None:
+        """The request is over: free its place on the board."""
+        self.board.close(key)
+
+    # --- Counters ------------------------------------------------------------------------------------
+
+    def count(self, name: str, amount: float = 1.0, **labels: object) -> None:
+        self.counters.add(name, amount, **labels)
+
+    def missed_deadline(self, late_s: float) -> None:
+        """A player ran dry for `late_s` before this chunk's audio went out."""
+        self.counters.add("tts_deadline_misses_total")
+        self.counters.observe("tts_deadline_miss_seconds", [late_s])
+
+    def learn(self, stream: Stream, step: Step) -> None:
+        """Count a synthesized chunk and fold it into the cost model."""
+        self.counters.add("tts_chunks_synthesized_total")
+        if step.chars:
+            self.scheduler.cost.learn(step.chars, stream.view.speed, step.compute_s, step.audio_s)
+
+    def completed(self, stream: Stream) -> None:
+        self.counters.add("tts_requests_completed_total")
+        self.counters.add("tts_audio_seconds_total", stream.progress.audio_seconds)
+
+    def log_cancel(
+        self, ticket: Ticket, request: SpeechRequest, progress: Progress, stage: str, reason: str
+    ) -> None:
+        """Count a cancelled request and say how much of it was synthesized, and skipped."""
+        self.counters.add("tts_requests_cancelled_total", stage=stage)
+        self.counters.add("tts_audio_seconds_total", progress.audio_seconds)
+        total = len(request.input)
+        skipped = max(0, total - progress.characters)
+        logger.info(
+            "request %s cancelled while %s: %d chunks (%.2f s of audio) synthesized, "
+            "about %.1f s of audio skipped (%d of %d input characters); reason: %s",
+            ticket.request_id,
+            stage,
+            progress.chunks,
+            progress.audio_seconds,
+            skipped / progress.characters_per_second(request.speed),
+            skipped,
+            total,
+            reason,
+        )
+
+    def report(self, active: int, waiting: int) -> None:
+        """Publish this worker's gauges."""
+        counters, worker = self.counters, self.worker
+        counters.set("tts_streams", active, worker=worker, state="active")
+        counters.set("tts_streams", waiting, worker=worker, state="waiting")
+        counters.set(
+            "tts_worker_capacity", self.scheduler.cost.capacity, worker=worker, engine=self.engine.name
+        )
+        counters.set("tts_open_encoders", Encoder.live(), worker=worker)
+
+
+def _load_engine(settings: Settings, device: str) -> tuple[SpeechEngine, int]:
+    """The engine `settings` ask for, and the threads it computes with."""
+    spec = parse_emulated(settings.engine)
+    if spec is not None:
+        return EmulatedEngine(spec), 1  # no model, no torch: it only sleeps
+    import torch
+
+    from ..synth.engine import KokoroEngine
+
+    threads = settings.torch_threads or max(1, available_cpus() // settings.workers_per_device)
+    torch.set_num_threads(threads)
+    model_engine = cast(ModelEngine, settings.engine)
+    return KokoroEngine(settings.model_dir, device, engine=model_engine, threads=threads), threads
