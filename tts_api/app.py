@@ -72,7 +72,13 @@ def build_server(settings: Settings, shared: Shared) -> ls.LitServer:
     server.app.router.routes[:] = [
         route for route in server.app.router.routes if getattr(route, "path", None) not in LITSERVE_ROUTES
     ]
-    add_routes(server.app, context=context, shared=shared, workers=lambda: server.workers_setup_status)
+    add_routes(
+        server.app,
+        context=context,
+        shared=shared,
+        workers=lambda: server.workers_setup_status,
+        engine=settings.engine,
+    )
     describe_api(server.app, SPEECH_PATH)
     add_page(server.app)
     server.app.add_exception_handler(TTSError, _tts_error)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.rawclient import metrics
+from tests.rawclient import RawRequest, metrics, wait_for
 from tts_api.processes import ServerProcess
 
 pytestmark = pytest.mark.server
@@ -18,36 +23,139 @@ LONG_TEXT = " ".join(
 )
 
 
+def _first_audio(url: str, text: str) -> float:
+    """Send `text` and read it to the end; when its first audio arrived."""
+    with httpx.stream(
+        "POST", url + SPEECH, json={"input": text, "response_format": "pcm"}, timeout=300
+    ) as response:
+        assert response.status_code == 200
+        first = None
+        for _ in response.iter_raw():
+            first = first or time.monotonic()
+    assert first is not None
+    return first
+
+
+def _short_during_long(server: ServerProcess) -> bool:
+    """Send a short request while a long stream plays; whether its first audio came before the long stream
+    ended. The long stream's client leaves then (cancelling the rest), so the test need not wait for it."""
+    long = RawRequest(server.url + SPEECH, {"input": LONG_TEXT, "response_format": "pcm"})
+    long.read_until_body()  # the long stream is playing
+    ended = threading.Event()
+
+    def long_listener() -> None:
+        with contextlib.suppress(OSError):
+            while long.sock.recv(1 << 16):
+                pass
+        ended.set()  # the server finished it (or the test closed it below)
+
+    listener = threading.Thread(target=long_listener, daemon=True)
+    listener.start()
+    _first_audio(server.url, "A short question?")
+    heard_first = not ended.is_set()
+    long.sock.shutdown(socket.SHUT_RDWR)
+    long.close()
+    listener.join(30)
+    wait_for(lambda: metrics(server.url)["tts_cancel_board_entries"] == 0, 60, "an empty board")
+    return heard_first
+
+
 def test_a_later_stream_hears_audio_before_an_earlier_long_stream_finishes(
     tiny_server: ServerProcess,
 ) -> None:
     """One worker: with one stream at a time the newcomer would wait for the whole long stream."""
-    times: dict[str, float] = {}
+    assert _short_during_long(tiny_server), "the newcomer waited for the whole long stream"
 
-    def long_listener() -> None:
-        with httpx.stream(
-            "POST", tiny_server.url + SPEECH, json={"input": LONG_TEXT, "response_format": "pcm"}, timeout=300
-        ) as response:
-            for index, _ in enumerate(response.iter_raw()):
-                if index == 0:
-                    times["long_first"] = time.monotonic()
-        times["long_end"] = time.monotonic()
 
-    listener = threading.Thread(target=long_listener)
-    listener.start()
-    while "long_first" not in times:  # the long stream is playing
-        time.sleep(0.01)
-    with httpx.stream(
-        "POST",
-        tiny_server.url + SPEECH,
-        json={"input": "A short question?", "response_format": "pcm"},
-        timeout=300,
-    ) as response:
-        for index, _ in enumerate(response.iter_raw()):
-            if index == 0:
-                times["short_first"] = time.monotonic()
-    listener.join(300)
-    assert times["short_first"] < times["long_end"], "the newcomer waited for the whole long stream"
+@pytest.fixture
+def slow_worker(tiny_model_dir: Path, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A worker slower than real time (0.7 audio seconds per second): its long stream runs dry anyway."""
+    server = ServerProcess.tts_api(tiny_model_dir, tmp_path / "slow.log", "--engine", "emulated:0.7")
+    yield server.wait_ready()
+    server.stop()
+
+
+def test_a_short_request_is_heard_before_a_long_stream_ends_even_on_a_worker_slower_than_real_time(
+    slow_worker: ServerProcess,
+) -> None:
+    assert _short_during_long(slow_worker), "the short request waited for the whole long stream"
+
+
+@pytest.fixture
+def two_slow_workers(tiny_model_dir: Path, tmp_path: Path) -> Iterator[ServerProcess]:
+    """Two workers that each feed fewer than two listeners, one HTTP process."""
+    server = ServerProcess.tts_api(
+        tiny_model_dir,
+        tmp_path / "two.log",
+        "--engine",
+        "emulated:1.5",
+        "--workers-per-device",
+        "2",
+        "--api-servers",
+        "1",
+    )
+    yield server.wait_ready()
+    server.stop()
+
+
+def _active(url: str) -> dict[str, float]:
+    values = metrics(url)
+    return {k: v for k, v in values.items() if k.startswith("tts_streams{") and 'state="active"' in k}
+
+
+def test_a_request_a_busy_worker_cannot_start_goes_to_its_idle_sibling(
+    two_slow_workers: ServerProcess,
+) -> None:
+    url = two_slow_workers.url
+    first = RawRequest(url + SPEECH, {"input": LONG_TEXT, "response_format": "pcm"})
+    first.read_until_body()
+    second = RawRequest(url + SPEECH, {"input": LONG_TEXT, "response_format": "pcm"})
+    second.read_until_body()  # its first audio came: it did not wait behind the first stream
+    busy = wait_for(lambda: (a := _active(url)) and sum(a.values()) == 2 and a, 10, "both streams active")
+    assert sorted(busy.values()) == [1.0, 1.0], f"one worker holds both streams: {busy}"
+    first.close()
+    second.close()
+    wait_for(lambda: metrics(url)["tts_cancel_board_entries"] == 0, 30, "an empty board")
+
+
+@pytest.fixture
+def small_lead(tiny_model_dir: Path, tmp_path: Path) -> Iterator[ServerProcess]:
+    server = ServerProcess.tts_api(
+        tiny_model_dir,
+        tmp_path / "lead.log",
+        "--engine",
+        "emulated:1.5",
+        "--max-lead",
+        "3",
+        "--idle-timeout",
+        "600",
+    )
+    yield server.wait_ready()
+    server.stop()
+
+
+def test_a_stream_paused_for_a_slow_reader_does_not_block_a_newcomer(small_lead: ServerProcess) -> None:
+    """Its client stops reading: once the socket buffers are full the stream pauses at the lead cap and
+    stops counting, and a newcomer on this worker (slower than two listeners) is served meanwhile."""
+    url = small_lead.url
+    body = json.dumps({"input": LONG_TEXT * 3, "response_format": "pcm"}).encode()
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill the buffers sooner
+    slow.connect(("127.0.0.1", small_lead.port))
+    slow.sendall(
+        f"POST {SPEECH} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    assert slow.recv(1024)  # it started; the client reads nothing more
+    paused = 'tts_streams{state="paused",worker="0"}'
+    wait_for(lambda: metrics(url).get(paused) == 1, 120, "the stream to pause at the lead cap")
+    _first_audio(url, "A newcomer's question, answered while the other stream waits for its reader.")
+    after = metrics(url)
+    assert after["tts_requests_completed_total"] == 1, "the newcomer was not served to its end"
+    assert after["tts_cancel_board_entries"] == 1, "the slow reader's stream ended meanwhile"
+    slow.close()
+    wait_for(lambda: metrics(url)["tts_cancel_board_entries"] == 0, 30, "an empty board")
 
 
 def test_a_seed_reproduces_audio_and_unseeded_requests_stay_random(tiny_server: ServerProcess) -> None:

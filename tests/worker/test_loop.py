@@ -22,11 +22,12 @@ from tts_api.ipc.manager import Shared
 from tts_api.ipc.streams import StreamBoard
 from tts_api.schemas import RequestContext
 from tts_api.settings import EmulatedSpec
+from tts_api.synth.costs import TYPICAL_CHARS_PER_AUDIO_S, CostModel
 from tts_api.synth.emulated import EmulatedEngine
 from tts_api.voices import VoiceCatalogue
 from tts_api.worker.loop import SpeechLoop
 from tts_api.worker.runtime import WorkerRuntime
-from tts_api.worker.scheduler import TYPICAL_CHARS_PER_AUDIO_S, CostModel, Scheduler
+from tts_api.worker.scheduler import Scheduler
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the quiet river bank. "
 
@@ -38,13 +39,22 @@ class _BrokenCatalogue(VoiceCatalogue):
 
 @dataclass
 class _Transport:
-    """LitServe's transport as the loop sees it: records what goes to each request, in order."""
+    """LitServe's transport as the loop sees it: records what goes to each request, in order. With a
+    board, its clients read everything at once (the front reports that), except the `stalled` ones."""
 
     sent: list[tuple[str, Any, LitAPIStatus]] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
+    board: StreamBoard | None = None
+    tickets: dict[str, Ticket] = field(default_factory=dict)
+    stalled: set[str] = field(default_factory=set)
 
     def send(self, item: Any, consumer_id: int) -> None:
         uid, (data, status, _kind, _worker) = item
+        ticket = self.tickets.get(uid)
+        if self.board and ticket and status == LitAPIStatus.OK and uid not in self.stalled:
+            frame = ticket.parse(data)
+            if frame.kind == "audio":
+                self.board.delivered(ticket.key, frame.audio_end_s)
         with self.changed:
             self.sent.append((uid, data, status))
             self.changed.notify_all()
@@ -89,14 +99,27 @@ class _Worker:
         return self.runtime.counters.snapshot().values.get(key, 0.0)  # type: ignore[attr-defined]
 
 
-def _runtime(listeners: float, catalogue: VoiceCatalogue | None = None) -> WorkerRuntime:
+def _worker(runtime: WorkerRuntime) -> _Worker:
+    transport = _Transport(board=runtime.board)  # type: ignore[arg-type]
+    return _Worker(runtime, transport, Queue(), transport.tickets)
+
+
+def _runtime(
+    listeners: float,
+    catalogue: VoiceCatalogue | None = None,
+    *,
+    shared: Shared | None = None,
+    scheduler: type[Scheduler] = Scheduler,
+    **options: Any,
+) -> WorkerRuntime:
     # The emulated engine's cost is known, so the scheduler starts from it instead of measuring.
     cost = CostModel(compute_s_per_char=1 / TYPICAL_CHARS_PER_AUDIO_S / listeners, overhead_s=0.01)
     context = RequestContext(
         catalogue or VoiceCatalogue(["af_heart"]), max_input_chars=20_000, languages=frozenset("a")
     )
-    shared = Shared(board=StreamBoard(), counters=Counters())
-    return WorkerRuntime(EmulatedEngine(EmulatedSpec(listeners, 0.01)), Scheduler(cost), shared, context)
+    shared = shared or Shared(board=StreamBoard(), counters=Counters())
+    engine = EmulatedEngine(EmulatedSpec(listeners, 0.01))
+    return WorkerRuntime(engine, scheduler(cost, **options), shared, context)
 
 
 @pytest.fixture
@@ -105,7 +128,7 @@ def worker(request: pytest.FixtureRequest) -> Iterator[_Worker]:
     listeners = getattr(request, "param", 20.0)
     catalogue = _BrokenCatalogue(["af_heart"]) if listeners == "broken" else None
     runtime = _runtime(20.0 if catalogue else listeners, catalogue)
-    harness = _Worker(runtime, _Transport(), Queue())
+    harness = _worker(runtime)
     thread = threading.Thread(
         target=SpeechLoop().serve, args=(runtime, harness.queue, harness.transport), daemon=True
     )
@@ -177,7 +200,7 @@ def test_a_request_cancelled_while_waiting_never_runs_and_is_counted(worker: _Wo
     assert worker.counter("tts_requests_cancelled_total", stage="queued") == 1
 
 
-@pytest.mark.parametrize("worker", [5.0], indirect=True)
+@pytest.mark.parametrize("worker", [10.0], indirect=True)
 def test_streams_still_running_at_shutdown_get_an_error_the_client_can_see(worker: _Worker) -> None:
     for uid in ("a", "b"):
         worker.submit(uid, {"input": SENTENCE * 20, "response_format": "mp3"})
@@ -201,3 +224,119 @@ def test_a_waiting_request_cancelled_by_shutdown_gets_an_error_the_client_can_se
     frames = transport.frames("a", ticket)
     assert frames[-1].kind == "error" and "shutting down" in frames[-1].error().message
     assert transport.finished("a") and runtime.board.size() == 0  # type: ignore[attr-defined]
+
+
+class _Workers:
+    """Two loops on one shared queue, as LitServe runs `--workers-per-device 2`; one board for both."""
+
+    def __init__(self, *runtimes: WorkerRuntime) -> None:
+        self.queue: Queue[Any] = Queue()
+        self.runtimes, self.transport = runtimes, _Transport(board=runtimes[0].board)  # type: ignore[arg-type]
+        self.tickets = self.transport.tickets
+        self.threads = [
+            threading.Thread(
+                target=SpeechLoop().serve,
+                args=(runtime, self.queue, self.transport),
+                kwargs={"workers": len(runtimes)},
+                daemon=True,
+            )
+            for runtime in runtimes
+        ]
+
+    def start(self, index: int) -> None:
+        self.threads[index].start()
+
+    def submit(self, uid: str, text: str) -> None:
+        ticket = Ticket.issue()
+        assert self.runtimes[0].board.open(ticket.key, 100) == "admitted"
+        self.tickets[uid] = ticket
+        body = {"input": text, "response_format": "pcm", TICKET_KEY: ticket.to_dict()}
+        self.queue.put((0, uid, time.monotonic(), body))
+
+    def started(self, index: int) -> float:
+        values = self.runtimes[index].counters.snapshot().values  # type: ignore[attr-defined]
+        return values.get(("tts_requests_started_total", ()), 0.0)
+
+    def stop(self) -> None:
+        for thread in self.threads:
+            if thread.is_alive():
+                self.queue.put(_SENTINEL_VALUE)
+        for thread in self.threads:
+            thread.join(timeout=60)
+        assert self.runtimes[0].board.size() == 0
+
+
+def _shared_pair(listeners: float, **options: Any) -> _Workers:
+    board = StreamBoard()
+    return _Workers(
+        *(_runtime(listeners, shared=Shared(board, Counters()), **options) for _ in range(2))  # type: ignore[arg-type]
+    )
+
+
+def test_a_busy_worker_leaves_a_request_to_its_idle_sibling() -> None:
+    """Slower than two listeners, a worker with a young long stream has no room: it does not take the
+    next request from the shared queue, so the idle sibling does."""
+    workers = _shared_pair(1.5)
+    workers.start(0)
+    workers.submit("first", SENTENCE * 30)
+    workers.transport.wait_for(
+        lambda: "audio" in [f.kind for f in workers.transport.frames("first", workers.tickets["first"])]
+    )
+    workers.start(1)
+    workers.submit("second", SENTENCE * 30)
+    workers.transport.wait_for(lambda: workers.started(1) == 1)
+    assert workers.started(0) == 1, "the busy worker took a request it had no room for"
+    for uid in ("first", "second"):
+        workers.runtimes[0].board.cancel(workers.tickets[uid].key)
+    workers.transport.wait_for(lambda: all(workers.transport.finished(u) for u in ("first", "second")))
+    workers.stop()
+
+
+class _RefusesLong(Scheduler):
+    """Room for anything, but a long request cannot start next to another stream."""
+
+    def has_room(self, now: float, active: Any) -> bool:
+        return True
+
+    def admits(self, now: float, active: Any, candidate: Any) -> bool:
+        return not [s for s in active if not s.finished] or candidate.remaining_chars < 1000
+
+
+def test_a_request_a_worker_cannot_start_goes_back_to_the_queue_for_a_sibling() -> None:
+    workers = _shared_pair(20.0, scheduler=_RefusesLong)
+    workers.start(0)
+    workers.submit("short", SENTENCE * 60)  # keeps worker 0 busy for a while
+    workers.transport.wait_for(
+        lambda: "audio" in [f.kind for f in workers.transport.frames("short", workers.tickets["short"])]
+    )
+    workers.submit("long", SENTENCE * 20)
+    workers.transport.wait_for(lambda: workers.started(0) == 2)  # it took it, could not start it...
+    workers.start(1)
+    workers.transport.wait_for(lambda: workers.transport.finished("long"))  # ...and the sibling served it
+    frames = workers.transport.frames("long", workers.tickets["long"])
+    assert [f.kind for f in frames].count("start") == 2 and frames[-1].kind == "end"
+    assert workers.runtimes[1].counters.snapshot().values[("tts_requests_completed_total", ())] == 1  # type: ignore[attr-defined]
+    workers.stop()
+
+
+def test_a_stream_paused_for_a_slow_reader_does_not_block_a_newcomer() -> None:
+    """On a worker that feeds fewer than two listeners, a stream whose client reads nothing stops at the
+    lead cap and stops counting: a newcomer is served meanwhile."""
+    runtime = _runtime(1.5, max_lead_s=3.0)
+    harness = _worker(runtime)
+    harness.transport.stalled.add("slow")
+    thread = threading.Thread(
+        target=SpeechLoop().serve, args=(runtime, harness.queue, harness.transport), daemon=True
+    )
+    thread.start()
+    slow = harness.submit(
+        "slow", {"input": SENTENCE * 30, "response_format": "pcm"}
+    )  # its client reads nothing
+    harness.transport.wait_for(lambda: "audio" in harness.kinds("slow"))
+    harness.submit("newcomer", {"input": "A short question?", "response_format": "pcm"})
+    harness.transport.wait_for(lambda: harness.transport.finished("newcomer"))
+    assert harness.kinds("newcomer")[-1] == "end" and not harness.transport.finished("slow")
+    runtime.board.cancel(slow.key)
+    harness.queue.put(_SENTINEL_VALUE)
+    thread.join(timeout=60)
+    assert runtime.board.size() == 0

@@ -18,6 +18,7 @@ from ..errors import NotFound
 from ..ipc.counters import Series, Snapshot
 from ..ipc.manager import Shared
 from ..schemas import MODEL_IDS, RequestContext
+from ..settings import EMULATED_PREFIX
 from ..voices import LANGUAGES, OPENAI_VOICES
 from .ipc import IpcTimeout, LoopIpc
 from .metrics import render
@@ -45,10 +46,12 @@ def add_routes(
     context: RequestContext,
     shared: Shared,
     workers: Callable[[], Mapping[str, str]],
+    engine: str = "auto",
 ) -> None:
     """Register the extra routes on the LitServe FastAPI app (served by every API-server process).
 
-    `workers` gives LitServe's worker table (name -> starting/ready/error), read at request time.
+    `workers` gives LitServe's worker table (name -> starting/ready/error), read at request time; `engine`
+    is the engine setting, shown by /health and /info (an `emulated:` one is a load test, not speech).
     """
     catalogue = context.catalogue
     ipc = LoopIpc()
@@ -73,6 +76,8 @@ def add_routes(
             "status": status,
             "workers": states,
             "not_ready": sorted(w for w in states if w not in ready),
+            "engine": engine,
+            "emulated": engine.startswith(EMULATED_PREFIX),
         }
         return JSONResponse(body, status_code=200 if status in ("ready", "degraded") else 503)
 
@@ -84,6 +89,7 @@ def add_routes(
             "voices": len(catalogue),
             "languages": sorted(context.languages),
             "max_input_chars": context.max_input_chars,
+            "engine": engine,
         }
 
     @app.get("/v1/audio/voices")

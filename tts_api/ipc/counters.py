@@ -32,7 +32,8 @@ METRICS: Mapping[str, tuple[MetricKind, str]] = {
     "tts_cancel_board_entries": ("gauge", "Speech requests admitted and not yet ended (queued or running)."),
     "tts_streams": (
         "gauge",
-        "Streams a worker holds, by state: active (synthesizing) or waiting (not admitted).",
+        "Streams a worker holds, by state: active (synthesizing), paused (its reader fell behind by the "
+        "lead cap) or waiting (taken, not admitted).",
     ),
     "tts_worker_capacity": ("gauge", "Audio seconds a worker synthesizes per wall second (measured)."),
     "tts_load": (

@@ -23,6 +23,7 @@ from ..settings import EmulatedSpec
 from ..text.planning import Growth
 from ..text.segmentation import Script
 from ..voices import VoiceBlend
+from .costs import CostModel
 from .speech import Interrupted, RawPiece, Utterance
 
 __all__ = ["EmulatedEngine"]
@@ -56,6 +57,15 @@ class EmulatedEngine:
     @property
     def name(self) -> str:
         return self.spec.label
+
+    def costs(self) -> CostModel:
+        """What its pieces cost, known rather than measured: the margins are made, and slept for, too."""
+        audio_s_per_char = SECONDS_PER_LETTER * 1.15  # letters, plus the spaces and word gaps around them
+        return CostModel(
+            compute_s_per_char=audio_s_per_char / self.spec.listeners,
+            audio_s_per_char=audio_s_per_char,
+            overhead_s=self.spec.overhead_s + (LEAD_S + TAIL_S) / self.spec.listeners,
+        )
 
     def utterance(
         self,

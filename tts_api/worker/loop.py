@@ -42,17 +42,21 @@ logger = logging.getLogger(__name__)
 IDLE_WAIT_S = 1.0  # nothing to do: block on the request queue this long per round
 AHEAD_WAIT_S = 0.05  # every stream is far ahead of its reader: look again after this long
 REPORT_EVERY_S = 0.5
+MAX_HOPS = 3  # a request no worker could start after this many hand-backs waits where it is
+HOPS_KEY = "_tts_hops"  # in the request body: how many workers handed it back
 
 
 @dataclass
 class _Waiting:
     """A request taken from the queue but not yet admitted (at most one per worker)."""
 
+    item: tuple[Any, ...]  # as it came from the queue, to hand it back to a sibling worker
     uid: str
     reply_to: int
     ticket: Ticket
     speech: PlannedSpeech
     view: StreamView
+    hops: int  # how many workers handed it back already
 
 
 class SpeechLoop(LitLoop):
@@ -68,17 +72,23 @@ class SpeechLoop(LitLoop):
         workers_setup_status: dict[str, str],
         callback_runner: Any,
     ) -> None:
-        self.serve(lit_api.runtime, request_queue, transport)
+        self.serve(lit_api.runtime, request_queue, transport, workers=max(1, len(workers_setup_status)))
 
-    def serve(self, runtime: WorkerRuntime, requests: Queue[Any], transport: Any) -> None:
-        """Serve `requests` (LitServe's worker queue) on `runtime`, answering through `transport`, until
-        the queue yields LitServe's stop sentinel; streams still running then get an error."""
+    def serve(
+        self, runtime: WorkerRuntime, requests: Queue[Any], transport: Any, *, workers: int = 1
+    ) -> None:
+        """Serve `requests` (LitServe's queue, shared by `workers` workers) on `runtime`, answering through
+        `transport`, until the queue yields LitServe's stop sentinel; streams still running then get an
+        error."""
         self.runtime, self.transport, self.queue = runtime, transport, requests
+        self.scheduler = runtime.scheduler
+        self.siblings = workers - 1
         self.streams: dict[str, Stream] = {}
         self.waiting: _Waiting | None = None
         self._reported_at = 0.0
-        self._reported = (-1, -1)
+        self._reported = (-1, -1, -1)
         self._ahead = False  # the last round found nothing eligible to run
+        self._queued_since: float | None = None  # since when requests wait that this worker had no room for
         self._created = psutil.Process().create_time()
         while self._take():
             self._poll()
@@ -90,8 +100,13 @@ class SpeechLoop(LitLoop):
     # --- Requests in --------------------------------------------------------------------------------
 
     def _take(self) -> bool:
-        """Take one request if there is room for it; False when LitServe asks the loop to stop."""
-        if self.waiting is not None:
+        """Take one request if there is room to start it soon; False when LitServe asks the loop to stop.
+
+        A worker with no room leaves requests in the shared queue, where a sibling with room takes them;
+        only a request that no sibling took for a step comes here anyway (admission then decides: a short
+        one may go ahead of long streams that cannot be kept gap-free).
+        """
+        if self.waiting is not None or not self._may_take():
             if self._ahead:
                 time.sleep(AHEAD_WAIT_S)
             return True
@@ -106,11 +121,31 @@ class SpeechLoop(LitLoop):
             return True
         if item == _SENTINEL_VALUE:
             return False
-        reply_to, uid, _queued_at, payload = item
-        self._receive(uid, reply_to, payload)
+        self._receive(item)
         return True
 
-    def _receive(self, uid: str, reply_to: int, payload: dict[str, Any]) -> None:
+    def _may_take(self) -> bool:
+        if not self.streams or self.scheduler.has_room(time.monotonic(), self._views()):
+            self._queued_since = None
+            return True
+        if self._queue_size() == 0:
+            self._queued_since = None
+            return False
+        now = time.monotonic()
+        if self._queued_since is None:
+            self._queued_since = now
+        return not self.siblings or now - self._queued_since >= self.scheduler.max_step_s
+
+    def _queue_size(self) -> int:
+        try:
+            return self.queue.qsize()
+        except (NotImplementedError, OSError):  # macOS queues cannot count
+            return 0
+
+    def _receive(self, item: tuple[Any, ...]) -> None:
+        reply_to, uid, _queued_at, payload = item
+        payload = dict(payload)
+        hops = int(payload.pop(HOPS_KEY, 0))
         try:
             ticket = Ticket.from_dict(payload.pop(TICKET_KEY, None))
         except ValueError:
@@ -121,16 +156,17 @@ class SpeechLoop(LitLoop):
             return
         # First, say who is working on it: the front fails the request visibly if this process dies.
         self._send(uid, reply_to, ticket.start_frame(os.getpid(), self._created))
-        self.runtime.count("tts_requests_started_total")
+        if not hops:
+            self.runtime.count("tts_requests_started_total")
         try:
             speech = self.runtime.parse(payload)
         except Exception as exc:  # a TTSError (rare: the front validated already) or a bug
             self._fail(uid, reply_to, ticket, exc)
             return
-        view = StreamView(
-            ticket.key, time.monotonic(), speech.request.speed, remaining_chars=len(speech.request.input)
-        )
-        self.waiting = _Waiting(uid, reply_to, ticket, speech, view)
+        now = time.monotonic()
+        self.scheduler.arrived(now, len(speech.request.input))
+        view = StreamView(ticket.key, now, speech.request.speed, remaining_chars=len(speech.request.input))
+        self.waiting = _Waiting(item, uid, reply_to, ticket, speech, view, hops)
 
     # --- The board ----------------------------------------------------------------------------------
 
@@ -190,16 +226,12 @@ class SpeechLoop(LitLoop):
         waiting = self.waiting
         if waiting is None:
             return
-        views = [s.view for s in self.streams.values()]
-        if not self.runtime.scheduler.admits(time.monotonic(), views, waiting.view):
-            if logger.isEnabledFor(logging.DEBUG):
-                worst = self.runtime.scheduler.worst_underrun(time.monotonic(), [*views, waiting.view])
-                logger.debug(
-                    "request %s waits: %d active, predicted gap %.2f s",
-                    waiting.ticket.request_id,
-                    len(views),
-                    worst,
-                )
+        now = time.monotonic()
+        if not self.scheduler.admits(now, self._views(), waiting.view):
+            if self.siblings and waiting.hops < MAX_HOPS:
+                self._hand_back(waiting)
+            elif logger.isEnabledFor(logging.DEBUG):
+                logger.debug("request %s waits: %d active", waiting.ticket.request_id, len(self.streams))
             return
         self.waiting = None
         try:
@@ -207,12 +239,23 @@ class SpeechLoop(LitLoop):
         except Exception as exc:
             self._fail(waiting.uid, waiting.reply_to, waiting.ticket, exc)
             return
-        stream.view.arrived_s = waiting.view.arrived_s
+        stream.view.arrived_s, stream.view.admitted_s = waiting.view.arrived_s, now
         self.streams[stream.key] = stream
+
+    def _hand_back(self, waiting: _Waiting) -> None:
+        """Put a request this worker cannot start back in the shared queue, for a sibling with room."""
+        self.waiting = None
+        reply_to, uid, queued_at, payload = waiting.item
+        self.queue.put((reply_to, uid, queued_at, {**payload, HOPS_KEY: waiting.hops + 1}))
+        logger.debug("request %s handed back to the queue (no room here)", waiting.ticket.request_id)
+
+    def _views(self) -> list[StreamView]:
+        return [s.view for s in self.streams.values()]
 
     def _run_one(self) -> bool:
         """Run the chunk the scheduler picks; False when no stream may run now."""
-        pick = self.runtime.scheduler.pick(time.monotonic(), [s.view for s in self.streams.values()])
+        waiting = self.waiting is not None or self._queued_since is not None
+        pick = self.scheduler.pick(time.monotonic(), self._views(), waiting=waiting)
         if pick is None:
             return False
         stream = self.streams[pick.key]
@@ -237,7 +280,7 @@ class SpeechLoop(LitLoop):
                 step.chars,
                 step.audio_s,
                 step.compute_s,
-                self.runtime.scheduler.cost.cost(step.chars, view.speed),
+                self.scheduler.cost.cost(step.chars, view.speed),
                 0.0 if view.first_audio_s is None else view.first_audio_s + view.sent_audio_s - now,
                 len(self.streams),
             )
@@ -312,7 +355,9 @@ class SpeechLoop(LitLoop):
 
     def _report(self) -> None:
         """Publish the worker's gauges when its streams change, and at least every REPORT_EVERY_S."""
-        now, counts = time.monotonic(), (len(self.streams), int(self.waiting is not None))
+        paused = sum(self.scheduler.paused(s.view) for s in self.streams.values())
+        now = time.monotonic()
+        counts = (len(self.streams) - paused, int(self.waiting is not None), paused)
         if counts == self._reported and now - self._reported_at < REPORT_EVERY_S:
             return
         self._reported_at, self._reported = now, counts

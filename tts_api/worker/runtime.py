@@ -20,12 +20,13 @@ from ..ipc.streams import StreamState
 from ..model.layout import ModelDir
 from ..schemas import PlannedSpeech, RequestContext, SpeechRequest, parse_speech_request
 from ..settings import ModelEngine, Settings, parse_emulated
+from ..synth.costs import CostModel
 from ..synth.emulated import EmulatedEngine
 from ..synth.encoders import Encoder
 from ..synth.progress import Progress
 from ..synth.speech import SpeechEngine, time_text
 from ..voices import VoiceCatalogue, installed_languages
-from .scheduler import CostModel, Scheduler
+from .scheduler import Scheduler
 from .stream import Step, Stream
 from .watch import ChunkWatch
 
@@ -33,13 +34,15 @@ __all__ = ["WorkerRuntime", "available_cpus", "calibrate"]
 
 logger = logging.getLogger(__name__)
 
-# Spoken at start-up: warms the model and measures this worker's speed (about 5 s of audio).
-CALIBRATION_TEXT = (
-    "Hello there. This sentence is synthesized once at start-up, to measure how fast this worker speaks."
-)
-CALIBRATION_SHORT = "Hello there, good morning."
+# Spoken at start-up to warm the engine up, then to measure it on chunks of three sizes; the cost model
+# keeps learning from every chunk afterwards (a start-up on a busy machine is corrected within a few).
 WARMUP_TEXT = "Hello there."
-MAX_ACTIVE_CEILING = 16
+CALIBRATION_TEXTS = (
+    "Hello there, good morning.",
+    "This sentence is synthesized at start-up, to measure how fast this worker speaks.",
+    "This longer sentence is synthesized once at start-up as well, so that the worker knows what a "
+    "chunk of many words costs, next to a short one and a medium one, before any listener arrives.",
+)
 
 
 def available_cpus() -> int:
@@ -56,21 +59,11 @@ def available_cpus() -> int:
 
 
 def calibrate(engine: SpeechEngine, catalogue: VoiceCatalogue) -> CostModel:
-    """Warm the engine up and time it on a short and a long chunk: a fixed cost per chunk, and compute
-    and audio per character."""
+    """Warm the engine up and time it on chunks of three sizes: the cost model the scheduler starts from."""
     warm_voice = "af_heart" if "af_heart" in catalogue else next(iter(catalogue.voices))
     voice = catalogue.resolve(warm_voice)
     time_text(engine, WARMUP_TEXT, voice)
-    (short_s, _), (long_s, audio_s) = (
-        time_text(engine, t, voice) for t in (CALIBRATION_SHORT, CALIBRATION_TEXT)
-    )
-    short, long = len(CALIBRATION_SHORT), len(CALIBRATION_TEXT)
-    overhead = min(max(0.0, (short_s * long - long_s * short) / (long - short)), short_s)
-    return CostModel(
-        compute_s_per_char=max(long_s - overhead, 1e-3) / long,
-        audio_s_per_char=audio_s / long,
-        overhead_s=overhead,
-    )
+    return CostModel.fit((len(text), *time_text(engine, text, voice)) for text in CALIBRATION_TEXTS)
 
 
 class WorkerRuntime:
@@ -100,27 +93,28 @@ class WorkerRuntime:
         context = RequestContext(
             catalogue=catalogue, max_input_chars=settings.max_input_chars, languages=installed_languages()
         )
-        cost = calibrate(engine, catalogue)
-        max_active = settings.max_streams_per_worker or min(MAX_ACTIVE_CEILING, max(1, int(cost.capacity)))
+        cost = engine.costs() if isinstance(engine, EmulatedEngine) else calibrate(engine, catalogue)
         scheduler = Scheduler(
             cost,
             policy=settings.scheduler,
             max_lead_s=settings.max_lead_s,
-            max_active=1 if settings.scheduler == "fifo" else max_active,
+            max_active=settings.max_streams_per_worker,
         )
         runtime = cls(engine, scheduler, shared, context, worker=os.environ.get("LITSERVE_WORKER_ID", "0"))
         logger.info(
-            "worker %s ready on %s (%s engine, %d threads) in %.1f s: %.2f audio s per s, %d streams (%s), "
-            "%.2f s per chunk",
+            "worker %s ready on %s (%s engine, %d threads) in %.1f s: %.2f audio s per s, %.3f s per chunk; "
+            "%s scheduler, chunks of %d+ characters, steps up to %.2f s, streams %s",
             runtime.pid,
             device,
             engine.name,
             threads,
             time.monotonic() - started,
             cost.capacity,
-            scheduler.max_active,
-            scheduler.policy,
             cost.overhead_s,
+            scheduler.policy,
+            scheduler.min_chunk_chars,
+            scheduler.max_step_s,
+            scheduler.max_active or "as the schedule allows",
         )
         if settings.emulated:
             logger.warning(
@@ -197,11 +191,13 @@ class WorkerRuntime:
             reason,
         )
 
-    def report(self, active: int, waiting: int) -> None:
-        """Publish this worker's gauges."""
+    def report(self, active: int, waiting: int, paused: int = 0) -> None:
+        """Publish this worker's gauges: streams synthesizing, taken but not admitted, and paused for a
+        reader that fell behind."""
         counters, worker = self.counters, self.worker
         counters.set("tts_streams", active, worker=worker, state="active")
         counters.set("tts_streams", waiting, worker=worker, state="waiting")
+        counters.set("tts_streams", paused, worker=worker, state="paused")
         counters.set(
             "tts_worker_capacity", self.scheduler.cost.capacity, worker=worker, engine=self.engine.name
         )

@@ -1,12 +1,19 @@
-"""Whose chunk a worker synthesizes next, and whether a waiting stream may start: pure policy, no I/O.
+"""Whose chunk a worker synthesizes next, how big it is, and whether a request may start: pure policy.
 
-Earliest deadline first (`edf`): a stream that has not sent audio yet is due at once (at its arrival); a
-playing stream's next chunk is due when the audio already sent, played in real time from its first audio,
-runs out, minus a safety margin. A newcomer's first chunk goes ahead of playing streams unless one of them
-would run dry while it is made. A stream more than `max_lead_s` ahead of what its client has taken is
-not eligible at all (backpressure). A waiting stream is admitted only if a simulation of the schedule,
-with it, leaves every admitted stream gap-free; otherwise it waits, in order, so that overload shows as
-queueing for newcomers rather than stutter for everyone.
+Earliest deadline first (`edf`). A stream that has not sent audio yet is due at once; a playing stream's
+next chunk is due when the audio already sent, played in real time from its first audio, runs out, minus
+a safety margin. A newcomer's first chunk goes ahead of playing streams unless one of them would run dry
+while it is made, but never later than `max_step_s` after its admission (no newcomer starves). A chunk is
+cut so that every other stream stays on time; when nobody else needs the worker soon it grows to the
+efficient size (the lone-stream plan), and spare capacity builds leads up to `max_lead_s`. A stream that
+far ahead of its reader is paused and asks for nothing.
+
+Admission is a demand test, not a stream count: every admitted stream, and the candidate, needs its audio
+by the time its player reaches it; the request is admitted if the worker's compute covers the sum of
+those needs at every moment (leads included, past lateness forgiven). A worker that cannot keep even its
+own streams gap-free (slower than real time, or overloaded) still admits a request that is short next to
+the work it holds, so a long stream never makes a short one wait for its whole length. What is refused
+waits in order: overload shows as queueing for newcomers, not as stutter for everyone.
 
 `fifo` is one stream at a time, to the end, in arrival order: the plain LitServe loop's behaviour.
 
@@ -15,61 +22,21 @@ Times are seconds on the caller's clock; audio is seconds of output; costs are c
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
+from ..synth.costs import UNLIMITED, CostModel
 from ..text.planning import FIRST_CHUNK_CHARS
 
-__all__ = ["CostModel", "Pick", "Policy", "Scheduler", "StreamView"]
+__all__ = ["Arrivals", "Pick", "Policy", "Scheduler", "StreamView"]
 
 Policy = Literal["edf", "fifo"]
 
-TYPICAL_CHARS_PER_AUDIO_S = 15.0  # Kokoro at speed 1: about 15 characters per second of speech
-_EWMA = 0.3  # weight of the newest measurement
-
-
-@dataclass
-class CostModel:
-    """What a worker has measured: a fixed cost per chunk, and compute and audio seconds per character.
-
-    A chunk costs `overhead_s` (the text front, the call) plus compute proportional to the audio it makes,
-    which is proportional to characters ÷ speed. The per-character figures are running averages over the
-    chunks synthesized so far; the overhead is measured once, at start-up.
-    """
-
-    compute_s_per_char: float
-    audio_s_per_char: float = 1.0 / TYPICAL_CHARS_PER_AUDIO_S
-    overhead_s: float = 0.0
-
-    @property
-    def rtf(self) -> float:
-        """Compute seconds per audio second (long chunks): below 1 the worker outpaces one listener."""
-        return self.compute_s_per_char / self.audio_s_per_char
-
-    @property
-    def capacity(self) -> float:
-        """Audio seconds per wall second one worker makes: how many real-time listeners it can feed."""
-        return 1.0 / self.rtf
-
-    def cost(self, chars: float, speed: float) -> float:
-        return self.overhead_s + chars * self.compute_s_per_char / speed
-
-    def audio(self, chars: float, speed: float) -> float:
-        return chars * self.audio_s_per_char / speed
-
-    def chars_for(self, compute_s: float, speed: float) -> int:
-        """The most characters one chunk may have to take at most `compute_s`."""
-        return int(max(0.0, compute_s - self.overhead_s) * speed / self.compute_s_per_char)
-
-    def learn(self, chars: int, speed: float, compute_s: float, audio_s: float) -> None:
-        """Fold in one synthesized chunk."""
-        if chars <= 0 or audio_s <= 0:
-            return
-        per_char = max(compute_s - self.overhead_s, 0.0) * speed / chars
-        audio_per_char = audio_s * speed / chars
-        self.compute_s_per_char += _EWMA * (per_char - self.compute_s_per_char)
-        self.audio_s_per_char += _EWMA * (audio_per_char - self.audio_s_per_char)
+TYPICAL_REQUEST_CHARS = 250  # what a request is assumed to hold before any has been seen
+_EWMA = 0.3  # weight of the newest request in the typical size
 
 
 @dataclass
@@ -80,9 +47,13 @@ class StreamView:
     arrived_s: float
     speed: float = 1.0
     remaining_chars: int = 0  # text still to synthesize
+    admitted_s: float | None = None  # when it was admitted (its wait for first audio counts from here)
     first_audio_s: float | None = None  # when its first audio went out
     sent_audio_s: float = 0.0  # audio sent so far
     delivered_audio_s: float = 0.0  # audio its client has taken (backpressure)
+    fixed_chars: int | None = None  # a seeded stream keeps its own plan: its next chunk is this big
+    cut_in: bool = False  # admitted ahead of streams that could not be kept gap-free anyway
+    held: bool = False  # paused by the lead cap, until its reader takes half the lead
 
     @property
     def playing(self) -> bool:
@@ -91,6 +62,16 @@ class StreamView:
     @property
     def finished(self) -> bool:
         return self.remaining_chars <= 0
+
+    def buffered_s(self, now: float) -> float:
+        """Seconds of audio its player still has, or will have once it has taken what was sent.
+
+        Players start at the first byte and play in real time, but none plays what its client has not
+        taken: a client that reads slower than real time is at what it took, and the rest still waits.
+        """
+        if self.first_audio_s is None:
+            return 0.0
+        return self.sent_audio_s - min(now - self.first_audio_s, self.delivered_audio_s)
 
 
 @dataclass(frozen=True)
@@ -102,6 +83,25 @@ class Pick:
 
 
 @dataclass
+class Arrivals:
+    """Requests this worker took lately: how often one comes, and how long one is."""
+
+    window_s: float = 60.0
+    _times: deque[float] = field(default_factory=deque)
+    typical_chars: float = TYPICAL_REQUEST_CHARS
+
+    def add(self, now: float, chars: int) -> None:
+        self._times.append(now)
+        self.typical_chars += _EWMA * (chars - self.typical_chars)
+
+    def rate(self, now: float) -> float:
+        """Requests per second over the window."""
+        while self._times and self._times[0] < now - self.window_s:
+            self._times.popleft()
+        return len(self._times) / self.window_s
+
+
+@dataclass
 class Scheduler:
     """The policy with its settings; see the module docstring."""
 
@@ -109,102 +109,217 @@ class Scheduler:
     policy: Policy = "edf"
     margin_s: float = 1.0  # aim to deliver each chunk this long before the player needs it
     max_lead_s: float = 30.0  # never synthesize further ahead of what the client has taken
-    max_active: int = 4
+    max_active: int = 0  # a cap on streams per worker set by the operator; 0: the demand test decides
     first_chunk_chars: int = FIRST_CHUNK_CHARS  # a few words: the first audio should come quickly
-    min_chunk_chars: int = 60  # never cut chunks smaller than this to make room for others
-    max_step_s: float = 2.0  # one chunk takes at most this long: the longest a newcomer waits to start
+    chunk_overheads: float = 10.0  # a chunk cut for the others' sake still costs this many fixed costs
+    min_chunk_floor: int = 20  # ...and has at least this many characters (a few words)
+    step_firsts: float = 2.0  # while others may need the worker, a chunk costs at most this many first chunks
     own_share: float = 0.8  # a chunk takes at most this share of the audio its own player still has
     admission_safety: float = 1.1  # admit only if the schedule holds with chunks this much slower
-    sim_chunk_chars: int = 120  # chunk size assumed when simulating future work
+    likely: float = 0.05  # a step may run long while an arrival during it is less likely than this
+    short_share: float = 0.25  # an overloaded worker still admits a request this short next to its work
+    refused_steps: float = 4.0  # while a request waits for room, chunks may take this many steps
+    blocking_share: float = 0.5  # of a shortest chunk already running when something falls due, on average
+    arrivals: Arrivals = field(default_factory=Arrivals)
 
-    def deadline(self, stream: StreamView) -> float:
+    # --- Deadlines ----------------------------------------------------------------------------------
+
+    def deadline(self, stream: StreamView, now: float) -> float:
         """When the stream's next chunk is due (its arrival, for a stream with no audio yet)."""
         if stream.first_audio_s is None:
             return stream.arrived_s
-        return stream.first_audio_s + stream.sent_audio_s - self.margin_s
+        return now + stream.buffered_s(now) - self.margin_s
+
+    def paused(self, stream: StreamView) -> bool:
+        """`max_lead_s` ahead of what its client took, it waits for the client (backpressure), and goes on
+        once the client has taken half of that: a slow reader's stream then asks for the worker in a few
+        longer turns, not a chunk at every byte taken."""
+        lead = stream.sent_audio_s - stream.delivered_audio_s
+        stream.held = lead >= (self.max_lead_s / 2 if stream.held else self.max_lead_s)
+        return stream.held
 
     def eligible(self, stream: StreamView) -> bool:
-        """A stream far ahead of its reader waits for the reader (nor is a finished one run)."""
-        if stream.finished:
-            return False
-        return stream.sent_audio_s - stream.delivered_audio_s < self.max_lead_s
+        return not stream.finished and not self.paused(stream)
 
-    def pick(self, now: float, streams: Sequence[StreamView]) -> Pick | None:
-        """The next stream to run, or None when every active stream is far enough ahead to wait."""
+    @property
+    def min_chunk_chars(self) -> int:
+        """The smallest chunk cut for the others' sake: big enough that the fixed cost per chunk stays a
+        small share of it (so it depends on this worker's measured costs)."""
+        chars = self.cost.chars_for(self.cost.overhead_s * self.chunk_overheads, 1.0)
+        return max(self.min_chunk_floor, min(chars, 4 * self.first_chunk_chars))
+
+    @property
+    def max_step_s(self) -> float:
+        """The longest a chunk may take while others may need the worker: a newcomer that arrives during
+        it still hears its first audio within (1 + step_firsts) first-chunk costs."""
+        return self.step_firsts * self.cost.cost(self.first_chunk_chars, 1.0)
+
+    def start_by(self, stream: StreamView) -> float:
+        """The latest a newcomer's first chunk may start: `max_step_s` after its admission."""
+        return (stream.admitted_s if stream.admitted_s is not None else stream.arrived_s) + self.max_step_s
+
+    # --- The next step ------------------------------------------------------------------------------
+
+    def pick(self, now: float, streams: Sequence[StreamView], *, waiting: bool = False) -> Pick | None:
+        """The next stream to run and its chunk limit, or None when every stream may wait.
+
+        `waiting`: a request is waiting for this worker (taken but not admitted, or queued with no room):
+        chunks stay within `max_step_s` so that it is looked at again soon.
+        """
         ready = [s for s in streams if self.eligible(s)]
         if not ready:
             return None
         if self.policy == "fifo":
             first = min(ready, key=lambda s: s.arrived_s)
-            return Pick(first.key, 1 << 30)
-        chosen = min(ready, key=lambda s: (self.deadline(s), s.arrived_s))
-        if not chosen.playing:
-            chosen = self._protect_playing(now, chosen, ready)
-        return Pick(chosen.key, self._max_chars(now, chosen, ready))
+            return Pick(first.key, first.fixed_chars or UNLIMITED)
+        newcomers = sorted((s for s in ready if not s.playing), key=self.start_by)
+        latest = self._latest_start(newcomers)
+        if newcomers and now + self.cost.cost(self.min_chunk_chars, 1.0) > latest:
+            chosen = newcomers[0]  # no other chunk fits before the newcomers' bound: no starving
+        else:
+            chosen = min(ready, key=lambda s: (self.deadline(s, now), s.arrived_s))
+            if not chosen.playing:
+                chosen = self._protect_playing(now, chosen, ready)
+        return Pick(chosen.key, self._max_chars(now, chosen, ready, waiting, latest))
+
+    def _latest_start(self, newcomers: Sequence[StreamView]) -> float:
+        """When the first of `newcomers` (in start-by order) must start so that each, one after another,
+        starts within its bound: `max_step_s` after its admission."""
+        latest, before = math.inf, 0.0
+        for stream in newcomers:
+            latest = min(latest, self.start_by(stream) - before)
+            before += self._first_cost(stream)
+        return latest
 
     def _protect_playing(self, now: float, newcomer: StreamView, ready: Sequence[StreamView]) -> StreamView:
         """Run a playing stream first if making the newcomer's first chunk would let it run dry."""
-        first_cost = self.cost.cost(min(self.first_chunk_chars, newcomer.remaining_chars), newcomer.speed)
-        at_risk = [s for s in ready if s.playing and self.deadline(s) - now < first_cost + self._next_cost(s)]
-        return min(at_risk, key=self.deadline) if at_risk else newcomer
+        first_cost = self._first_cost(newcomer)
+        at_risk = [
+            s
+            for s in ready
+            if s.playing and s.buffered_s(now) - self.margin_s < first_cost + self._next_cost(s)
+        ]
+        return min(at_risk, key=lambda s: s.buffered_s(now)) if at_risk else newcomer
+
+    def _first_cost(self, stream: StreamView) -> float:
+        return self.cost.cost(min(self.first_chunk_chars, stream.remaining_chars), stream.speed)
 
     def _next_cost(self, stream: StreamView) -> float:
-        return self.cost.cost(min(self.min_chunk_chars, stream.remaining_chars), stream.speed)
+        chars = stream.fixed_chars or self.min_chunk_chars
+        return self.cost.cost(min(chars, stream.remaining_chars), stream.speed)
 
-    def _max_chars(self, now: float, chosen: StreamView, ready: Sequence[StreamView]) -> int:
-        """Cut the chosen stream's chunk so that every other stream can still be served in time, and so
-        that it lands while the chosen stream's own player still has audio; audio arrives when its chunk
-        is done."""
+    def step_cap_s(self, now: float, *, waiting: bool) -> float:
+        """The longest one chunk may take. While a request waits for room it can only start once the
+        streams here have leads, which longer chunks build more cheaply: `refused_steps` steps. Otherwise
+        `max_step_s` while an arrival during the step is likely, and unlimited when arrivals are rare (the
+        lone-stream plan decides, as FIFO's does)."""
+        if waiting:
+            return self.max_step_s * self.refused_steps
+        rate = self.arrivals.rate(now)
+        return math.inf if rate <= 0 else max(self.max_step_s, self.likely / rate)
+
+    def _max_chars(
+        self, now: float, chosen: StreamView, ready: Sequence[StreamView], waiting: bool, latest: float
+    ) -> int:
+        """Cut the chosen stream's chunk so that every other stream is still served in time, and so that it
+        lands while the chosen stream's own player still has audio."""
+        if chosen.fixed_chars is not None:
+            return chosen.fixed_chars
         if chosen.first_audio_s is None:
             return self.first_chunk_chars
-        others = [s for s in ready if s.key != chosen.key]
-        budget_s = self.max_step_s
-        if others:
-            slack = min(self.deadline(s) - now - self._next_cost(s) for s in others)
-            budget_s = min(slack, self.max_step_s)
+        budget_s = min(self.step_cap_s(now, waiting=waiting), latest - now)
+        for other in ready:
+            if other.key != chosen.key and other.playing:
+                budget_s = min(budget_s, self.deadline(other, now) - now - self._next_cost(other))
         chars = max(self.min_chunk_chars, self.cost.chars_for(max(0.0, budget_s), chosen.speed))
-        # Its own player comes first, whatever the floor for the others' sake: early in a stream (a second
-        # of audio sent) this keeps chunks small and growing, like a lone stream's plan; a player that ran
-        # dry gets a first-sized chunk, so that it plays again soon.
-        buffered_s = chosen.first_audio_s + chosen.sent_audio_s - now
-        own = self.cost.chars_for(buffered_s * self.own_share, chosen.speed)
+        # Its own player comes first, whatever the floor for the others' sake: early in a stream this keeps
+        # chunks small and growing, like a lone stream's plan; a player that ran dry gets a first-sized
+        # chunk, so that it plays again soon.
+        own = self.cost.chars_for(chosen.buffered_s(now) * self.own_share, chosen.speed)
         return max(self.first_chunk_chars, min(chars, own))
 
     # --- Admission ---------------------------------------------------------------------------------
 
     def admits(self, now: float, active: Sequence[StreamView], candidate: StreamView) -> bool:
-        """Whether `candidate` may start now without making an admitted stream (or itself) run dry."""
-        running = [s for s in active if not s.finished]
+        """Whether `candidate` may start now (see the module docstring)."""
+        running = [s for s in active if not s.finished and not self.paused(s)]
         if not running:
             return True  # alone, a stream gets all there is, whatever the worker's speed
-        if self.policy == "fifo" or len(running) >= self.max_active:
+        if self.policy == "fifo" or (self.max_active and len(running) >= self.max_active):
             return False
-        return self.worst_underrun(now, [*running, candidate]) <= 0.0
+        if self.feasible(now, [*running, candidate]):
+            return True
+        if any(s.cut_in for s in running) or self.feasible(now, running):
+            return False  # the worker keeps up now and would not with the candidate, or one cut in already
+        # Overloaded already (slower than real time, or behind): someone stutters whatever happens, so a
+        # request that is short next to the longest stream goes ahead of it, one at a time.
+        candidate.cut_in = self._work(candidate) <= self.short_share * max(self._work(s) for s in running)
+        return candidate.cut_in
 
-    def worst_underrun(self, now: float, streams: Iterable[StreamView]) -> float:
-        """Play the schedule forward with this policy and the cost model (chunks `admission_safety` times
-        slower than measured, readers keeping up); the longest any player would wait for audio."""
-        sims = [replace(s, delivered_audio_s=s.sent_audio_s) for s in streams if not s.finished]
-        clock, worst = now, 0.0
-        while sims:
-            pick = self.pick(clock, sims)
-            if pick is None:
-                break
-            sim = next(s for s in sims if s.key == pick.key)
-            chars = min(pick.max_chars, self.sim_chunk_chars, sim.remaining_chars)
-            clock += self.cost.cost(chars, sim.speed) * self.admission_safety
-            if sim.first_audio_s is None:
-                sim.first_audio_s = clock
+    def has_room(self, now: float, active: Sequence[StreamView]) -> bool:
+        """Whether a typical request could start here now: a worker takes one from the queue only then."""
+        typical = StreamView(
+            "typical", now, remaining_chars=round(self.arrivals.typical_chars), admitted_s=now
+        )
+        return self.admits(now, active, typical)
+
+    def feasible(self, now: float, streams: Iterable[StreamView]) -> bool:
+        """Whether the worker's compute covers every stream's need for audio at every moment from now on.
+
+        Each playing stream needs, from when its player would run out (less the margin; never before now,
+        since lateness already incurred cannot be undone), one audio second per second, at the compute per
+        audio second of chunks of `max_step_s` (overhead included) times `admission_safety`. A stream with no
+        audio yet needs its first chunk at once, then real time from there.
+        """
+        per_audio_s = self._compute_per_audio_s()
+        events: list[tuple[float, float, float]] = []  # (time from now, demand added at once, slope change)
+        for stream in streams:
+            remaining_s = self.cost.audio(stream.remaining_chars, stream.speed)
+            # Audio comes in chunks: the next one must be whole before the player needs its first sample.
+            ahead_s = self.margin_s + self.cost.audio(self.min_chunk_chars, stream.speed)
+            if stream.playing:
+                start = max(0.0, stream.buffered_s(now) - ahead_s)
             else:
-                worst = max(worst, clock - (sim.first_audio_s + sim.sent_audio_s))
-            sim.sent_audio_s += self.cost.audio(chars, sim.speed)
-            sim.delivered_audio_s = sim.sent_audio_s
-            sim.remaining_chars -= chars
-            if sim.finished:
-                sims.remove(sim)
-        return worst
+                # Its first chunk is due by its starvation bound; its player may start as soon as the
+                # first chunk could be made (the earliest, so the most its later chunks can ask for).
+                first = min(self.first_chunk_chars, stream.remaining_chars)
+                first_cost = self.cost.cost(first, stream.speed) * self.admission_safety
+                wait = self.max_step_s if stream.admitted_s is None else max(0.0, self.start_by(stream) - now)
+                events.append((wait + first_cost, first_cost, 0.0))
+                first_audio = self.cost.audio(first, stream.speed)
+                remaining_s -= first_audio
+                start = first_cost + max(0.0, first_audio - ahead_s)
+            if remaining_s > 0:
+                events.append((start, 0.0, per_audio_s))
+                events.append((start + remaining_s, 0.0, -per_audio_s))
+        events.sort()
+        # Chunks run whole: whatever falls due may wait for the rest of a chunk already running.
+        blocking = self.cost.cost(self.min_chunk_chars, 1.0) * self.blocking_share
+        demand = slope = clock = 0.0
+        for at, lump, change in events:
+            demand += slope * (at - clock) + lump
+            clock = at
+            slope += change
+            if demand > 0 and demand + blocking > at + 1e-9:
+                return False
+        return True
+
+    def _compute_per_audio_s(self) -> float:
+        """Compute per audio second when chunks are cut to the others' sake (the fixed cost included)."""
+        chunk_audio_s = self.cost.audio(self.min_chunk_chars, 1.0)
+        return (self.cost.rtf + self.cost.overhead_s / chunk_audio_s) * self.admission_safety
+
+    def _work(self, stream: StreamView) -> float:
+        """Compute seconds to finish `stream` (in chunks of `max_step_s`)."""
+        return self.cost.audio(stream.remaining_chars, stream.speed) * self._compute_per_audio_s()
+
+    # --- Accounting ----------------------------------------------------------------------------------
+
+    def arrived(self, now: float, chars: int) -> None:
+        """A request was taken from the queue (for the arrival rate and the typical request)."""
+        self.arrivals.add(now, chars)
 
     def load(self, active: Sequence[StreamView], waiting: int) -> float:
         """Demand ÷ capacity: streams that want real-time audio over the streams this worker can feed."""
-        wanting = sum(1 for s in active if not s.finished) + waiting
+        wanting = sum(1 for s in active if not s.finished and not self.paused(s)) + waiting
         return wanting / self.cost.capacity

@@ -60,6 +60,7 @@ class Stream:
         self.view = StreamView(
             ticket.key, arrived_s, request.speed, remaining_chars=self._utterance.remaining_chars or 1
         )
+        self._fix_plan()
 
     @property
     def key(self) -> str:
@@ -94,7 +95,13 @@ class Stream:
             step.frames.append(self.ticket.words_frame([w.to_dict() for w in piece.words]))
         # 1 while the utterance may still hold a piece of the last chunk: done only when it says so.
         self.view.remaining_chars = self._utterance.remaining_chars or 1
+        self._fix_plan()
         return step
+
+    def _fix_plan(self) -> None:
+        """Tell the scheduler how big a seeded stream's next chunk is: it keeps to the lone-stream plan."""
+        if self.speech.request.seed is not None:
+            self.view.fixed_chars = self._utterance.budget
 
     def _finish(self) -> list[bytes]:
         frames = []

@@ -1,0 +1,118 @@
+"""The load-testing engine through a real server: `--engine emulated:N` sleeps instead of synthesizing, and
+everything else is the real serving path (front, board, relay, scheduler, seams, timestamps, encoders)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.rawclient import RawRequest, metrics, wait_for
+from tts_api.processes import ServerProcess
+
+pytestmark = pytest.mark.server
+SPEECH = "/v1/audio/speech"
+PCM_BYTES_PER_S = 48_000
+STORY = " ".join(
+    f"Sentence {i} of a story told to many listeners at once, one chunk at a time." for i in range(8)
+)
+
+
+@pytest.fixture(scope="module")
+def emulated_server(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    log = tmp_path_factory.mktemp("logs") / "emulated-server.log"
+    server = ServerProcess.tts_api(tiny_model_dir, log, "--engine", "emulated:8").wait_ready()
+    yield server
+    server.stop()
+
+
+def test_health_info_and_the_log_say_the_engine_is_emulated(emulated_server: ServerProcess) -> None:
+    health = httpx.get(emulated_server.url + "/health", timeout=10).json()
+    assert health["engine"] == "emulated:8" and health["emulated"] is True
+    assert httpx.get(emulated_server.url + "/info", timeout=10).json()["engine"] == "emulated:8"
+    assert "EMULATED engine" in emulated_server.log()
+
+
+def test_the_audio_is_real_sound_of_the_planned_length_with_timed_words(
+    emulated_server: ServerProcess,
+) -> None:
+    text = "Hello there, listener. This is not speech, only tones of the right length."
+    events = []
+    with httpx.stream(
+        "POST",
+        emulated_server.url + SPEECH,
+        json={"input": text, "response_format": "pcm", "stream_format": "sse"},
+        timeout=60,
+    ) as response:
+        assert response.status_code == 200
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1]["type"] == "speech.audio.done"
+    pcm = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+    assert 3.0 < len(audio) / 24_000 < 8.0  # about 15 characters per second, like Kokoro
+    assert np.abs(audio).max() > 0.1  # tones, not silence
+    words = [w for e in events if e["type"] == "speech.word_timestamps" for w in e["words"]]
+    assert [w["word"] for w in words] == [w.strip(",.") for w in text.split()]
+    starts = [w["start"] for w in words]
+    assert starts == sorted(starts) and words[-1]["end"] <= len(audio) / 24_000
+
+
+def _listen(url: str, text: str, heard: dict[str, object]) -> None:
+    """A player that starts at the first byte: its first audio and the longest it ran dry."""
+    started = time.monotonic()
+    arrivals: list[tuple[float, float]] = []
+    received = 0
+    with httpx.stream(
+        "POST", url + SPEECH, json={"input": text, "response_format": "pcm"}, timeout=120
+    ) as response:
+        for piece in response.iter_raw():
+            received += len(piece)
+            arrivals.append((time.monotonic() - started, received / PCM_BYTES_PER_S))
+    runs_out, buffered, underrun = arrivals[0][0], 0.0, 0.0
+    for at, audio in arrivals:
+        if at > runs_out and buffered > 0:
+            underrun, runs_out = max(underrun, at - runs_out), at
+        runs_out += audio - buffered
+        buffered = audio
+    heard.update(first=arrivals[0][0], underrun=underrun, audio_s=received / PCM_BYTES_PER_S)
+
+
+def test_listeners_below_its_capacity_each_get_all_their_audio_without_gaps(
+    emulated_server: ServerProcess,
+) -> None:
+    """Four listeners on a worker that feeds eight: every one complete, none running dry."""
+    outcomes: list[dict[str, object]] = [{} for _ in range(4)]
+    threads = [
+        threading.Thread(target=_listen, args=(emulated_server.url, STORY[: 200 + 60 * i], outcomes[i]))
+        for i in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    for heard in outcomes:
+        assert heard["audio_s"] > 10.0  # type: ignore[operator]
+        assert heard["underrun"] <= 0.1, heard  # type: ignore[operator]
+
+
+def test_a_client_that_leaves_stops_its_emulated_synthesis(emulated_server: ServerProcess) -> None:
+    before = metrics(emulated_server.url)
+    client = RawRequest(emulated_server.url + SPEECH, {"input": STORY * 4, "response_format": "pcm"})
+    client.read_until_body()
+    client.close()
+    cancelled = 'tts_requests_cancelled_total{stage="streaming"}'
+    wait_for(
+        lambda: metrics(emulated_server.url).get(cancelled, 0) > before.get(cancelled, 0), 30, "a cancel"
+    )
+    assert wait_for(
+        lambda: metrics(emulated_server.url)["tts_cancel_board_entries"] == 0, 10, "an empty board"
+    )

@@ -1,0 +1,110 @@
+"""What a chunk of speech costs: a fixed part per chunk and a part per character, learned as it runs.
+
+A chunk of `c` characters at speed `v` takes `overhead_s + c / v * compute_s_per_char` of compute and makes
+`c / v * audio_s_per_char` seconds of audio. Start-up measures a few chunks (`fit`); every chunk the worker
+synthesizes afterwards is folded in (`learn`) by least squares over the recent chunks, so a start-up
+measured on a busy machine, or a machine whose speed changes, is corrected within a few chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["TYPICAL_CHARS_PER_AUDIO_S", "UNLIMITED", "CostModel"]
+
+TYPICAL_CHARS_PER_AUDIO_S = 15.0  # Kokoro at speed 1: about 15 characters per second of speech
+UNLIMITED = 1 << 30
+_DECAY = 0.9  # weight of a chunk after each newer one: about the last ten chunks count
+_EWMA = 0.3  # audio per character: weight of the newest chunk
+_MIN_SPREAD = 0.05  # chunk sizes must vary this much (relative variance) to tell the fixed cost apart
+
+
+@dataclass
+class _Sums:
+    """Decayed sums for a least-squares line through (characters ÷ speed, compute seconds)."""
+
+    w: float = 0.0
+    x: float = 0.0
+    y: float = 0.0
+    xx: float = 0.0
+    xy: float = 0.0
+
+    def add(self, x: float, y: float, decay: float) -> None:
+        self.w = self.w * decay + 1.0
+        self.x = self.x * decay + x
+        self.y = self.y * decay + y
+        self.xx = self.xx * decay + x * x
+        self.xy = self.xy * decay + x * y
+
+    def line(self) -> tuple[float, float] | None:
+        """(intercept, slope), or None while the sizes seen are too alike to separate the two."""
+        spread = self.w * self.xx - self.x * self.x
+        if self.w < 2 or spread <= _MIN_SPREAD * self.x * self.x:
+            return None
+        slope = (self.w * self.xy - self.x * self.y) / spread
+        return (self.y - slope * self.x) / self.w, slope
+
+
+@dataclass
+class CostModel:
+    """See the module docstring."""
+
+    compute_s_per_char: float
+    audio_s_per_char: float = 1.0 / TYPICAL_CHARS_PER_AUDIO_S
+    overhead_s: float = 0.0
+    _sums: _Sums = field(default_factory=_Sums, repr=False)
+
+    @classmethod
+    def fit(cls, chunks: Iterable[tuple[int, float, float]]) -> CostModel:
+        """A model from measured chunks: (characters at speed 1, compute seconds, audio seconds)."""
+        measured = list(chunks)
+        chars = sum(c for c, _, _ in measured)
+        model = cls(
+            compute_s_per_char=sum(s for _, s, _ in measured) / chars,
+            audio_s_per_char=sum(a for _, _, a in measured) / chars,
+        )
+        for c, s, a in measured:
+            model.learn(c, 1.0, s, a, decay=1.0)
+        return model
+
+    @property
+    def rtf(self) -> float:
+        """Compute seconds per audio second (long chunks): below 1 the worker outpaces one listener."""
+        return self.compute_s_per_char / self.audio_s_per_char
+
+    @property
+    def capacity(self) -> float:
+        """Audio seconds per wall second one worker makes: how many real-time listeners it can feed."""
+        return 1.0 / self.rtf
+
+    def cost(self, chars: float, speed: float) -> float:
+        return self.overhead_s + chars * self.compute_s_per_char / speed
+
+    def audio(self, chars: float, speed: float) -> float:
+        return chars * self.audio_s_per_char / speed
+
+    def chars_for(self, compute_s: float, speed: float) -> int:
+        """The most characters one chunk may have to take at most `compute_s`."""
+        if math.isinf(compute_s):
+            return UNLIMITED
+        return int(max(0.0, compute_s - self.overhead_s) * speed / self.compute_s_per_char)
+
+    def learn(
+        self, chars: int, speed: float, compute_s: float, audio_s: float, *, decay: float = _DECAY
+    ) -> None:
+        """Fold in one synthesized chunk."""
+        if chars <= 0 or audio_s <= 0:
+            return
+        x = chars / speed
+        self._sums.add(x, compute_s, decay)
+        self.audio_s_per_char += _EWMA * (audio_s / x - self.audio_s_per_char)
+        line = self._sums.line()
+        if line is not None and line[1] > 0:
+            mean_cost = self._sums.y / self._sums.w
+            self.overhead_s = min(max(0.0, line[0]), 0.5 * mean_cost)  # a fixed part, never most of it
+            self.compute_s_per_char = line[1]
+        else:  # sizes too alike: keep the fixed part, follow the rest
+            per_char = max(compute_s - self.overhead_s, 0.0) / x
+            self.compute_s_per_char += _EWMA * (per_char - self.compute_s_per_char)
