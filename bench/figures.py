@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from itertools import pairwise
 from typing import Any
 
-from .listeners import GOOD_FIRST_AUDIO_FACTOR, GOOD_UNDERRUN_S
+from .goodput_report import goodput_figure, goodput_targets, scale_figure, scale_targets
 from .plan import FORMATS, SIZES, Plan
 from .stats import histogram_summary, ratio, summarize
 
@@ -15,8 +15,6 @@ __all__ = ["build_figures", "build_targets"]
 
 LONG_FIRST_AUDIO_MAX_RATIO = 0.25  # the latency issue's target
 LONG_TOTAL_MAX_RATIO = 1.1
-GOOD_BURST_SHARE_OF_CAPACITY = 0.9  # the scheduling issue's targets
-OPEN_LOOP_80_GOOD_SHARE = 0.95
 
 
 def _p50(summary: dict[str, Any]) -> float | None:
@@ -36,7 +34,8 @@ def build_figures(raw: dict[str, Any], plan: Plan) -> dict[str, Any]:
         "server_overhead": _overhead(idle, raw["concurrency"], raw["cancellation"]["plain_litserve"]),
         "memory": _memory(raw["memory"]),
         "cancellation": _cancellation(raw["cancellation"], idle),
-        "listeners": _listeners(raw["listeners"]),
+        "goodput": goodput_figure(raw["goodput"]),
+        "scale": scale_figure(raw["scale"]),
         "engines": _engines(raw["engines"], idle),
     }
 
@@ -277,33 +276,6 @@ def _cancellation(cancellation: dict[str, Any], idle: dict[str, Any]) -> dict[st
     }
 
 
-def _listeners(raw: dict[str, Any]) -> dict[str, Any]:
-    """Figures 7-9 per policy: the burst, the open-loop loads, cancellation under load."""
-    policies = {}
-    for policy, data in raw.items():
-        lone = data["lone"]
-        lone_rate = lone["audio_s"] / lone["end_s"] if lone.get("end_s") else None
-        loads = {
-            name: {k: v for k, v in run.items() if k != "listeners"}
-            for name, run in data["open_loop"].items()
-        }
-        for run in loads.values():
-            run["good_share"] = run["good"] / run["streams"] if run["streams"] else None
-        policies[policy] = {
-            "lone_first_audio_s": lone["first_audio_s"],
-            "lone_audio_s_per_s": lone_rate,
-            "burst": {k: v for k, v in data["burst"].items() if k != "listeners"},
-            "open_loop": loads,
-            "cancellation_under_load": data["cancellation_under_load"],
-            "capacity_audio_s_per_s": data["capacity_audio_s_per_s"],
-        }
-    return {
-        "what": "pcm listeners played by a model player from their first byte; good = first audio within "
-        f"{GOOD_FIRST_AUDIO_FACTOR:g}x a lone stream's, never dry over {GOOD_UNDERRUN_S * 1000:.0f} ms",
-        "policies": policies,
-    }
-
-
 def _engines(raw: dict[str, Any], idle: dict[str, Any]) -> dict[str, Any]:
     """Figure 10: per engine, one-sentence first audio and long-text RTF over the bare pipeline's."""
 
@@ -363,51 +335,13 @@ def _engine_targets(figure: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _listener_targets(figure: dict[str, Any]) -> dict[str, Any]:
-    """The scheduling issue's targets, on the deadline-first policy against fifo in the same run."""
-    edf, fifo = figure["policies"].get("edf"), figure["policies"].get("fifo")
-    if not edf or not fifo:
-        return {}
-    capacity = edf["capacity_audio_s_per_s"]
-    burst = edf["burst"]
-    good_needed = GOOD_BURST_SHARE_OF_CAPACITY * capacity
-    rate, lone_rate, fifo_rate = (
-        burst["audio_s_per_s"],
-        edf["lone_audio_s_per_s"],
-        fifo["burst"]["audio_s_per_s"],
-    )
-    at_80 = edf["open_loop"].get("80%", {}).get("good_share")
-    return {
-        "burst_good_streams": {
-            "value": burst["good"],
-            "min": good_needed,
-            "met": burst["good"] >= good_needed,
-        },
-        "burst_all_complete": {"value": burst["complete"], "met": burst["complete"] == burst["streams"]},
-        "burst_throughput_vs_lone": {
-            "value": ratio(rate, lone_rate),
-            "min": 0.9,
-            "met": rate is not None and lone_rate is not None and rate >= 0.9 * lone_rate,
-        },
-        "burst_throughput_vs_fifo": {
-            "value": ratio(rate, fifo_rate),
-            "min": 1.0,
-            "met": rate is not None and fifo_rate is not None and rate >= fifo_rate,
-        },
-        "open_loop_80_good_share": {
-            "value": at_80,
-            "min": OPEN_LOOP_80_GOOD_SHARE,
-            "met": at_80 is not None and at_80 >= OPEN_LOOP_80_GOOD_SHARE,
-        },
-    }
-
-
 def build_targets(figures: dict[str, Any]) -> dict[str, Any]:
-    """The issues' targets: the latency issue's on the long text, the scheduling issue's on the listeners."""
+    """The issues' targets: the latency issue's on the long text, the goodput issue's on figures 7-8."""
     first = figures["time_to_first_audio"]["sizes"]["long"]["ratio"]["pcm"]
     total = figures["real_time_factor"]["sizes"]["long"]["total_ratio"]["pcm"]
     return {
-        **_listener_targets(figures["listeners"]),
+        **goodput_targets(figures["goodput"]),
+        **scale_targets(figures["scale"]),
         **_engine_targets(figures["engines"]),
         "long_first_audio_ratio": {
             "value": first,

@@ -33,10 +33,15 @@ class Plan:
     cancel_trials: Mapping[str, int]  # figure 6, per server and per measure
     cancel_window_s: float
     plain_idle_reps: int  # idle first-audio samples of the follow-up request on the plain server
-    # Figures 7-9: the listeners' texts, the open-loop loads (fractions of capacity), seconds per load.
+    # Figures 7 and 9: the listeners' texts, the open-loop loads (fractions of capacity), seconds of
+    # arrivals per load on the real engine and on the emulated ones, and which emulated workers.
     listener_texts: tuple[str, ...]
     listener_loads: tuple[float, ...]
     listener_duration_s: float
+    emulated_duration_s: float
+    emulated: tuple[str, ...]
+    # Figure 8: concurrent streams on the emulated:200 worker.
+    scale_streams: tuple[int, ...]
 
     def describe(self) -> dict[str, Any]:
         data = asdict(self)
@@ -60,8 +65,11 @@ FULL = Plan(
     cancel_window_s=5.0,
     plain_idle_reps=2,
     listener_texts=LISTENER_TEXTS,
-    listener_loads=(0.5, 0.8, 1.2),
-    listener_duration_s=150.0,
+    listener_loads=(0.5, 0.8, 1.0, 1.2),
+    listener_duration_s=120.0,
+    emulated_duration_s=90.0,
+    emulated=("emulated:8", "emulated:32"),
+    scale_streams=(64, 128),
 )
 
 QUICK = Plan(
@@ -77,6 +85,9 @@ QUICK = Plan(
     cancel_window_s=5.0,
     plain_idle_reps=1,
     listener_texts=QUICK_LISTENER_TEXTS,
-    listener_loads=(0.5, 0.8, 1.2),
+    listener_loads=(0.8,),
     listener_duration_s=8.0,
+    emulated_duration_s=8.0,
+    emulated=("emulated:8",),
+    scale_streams=(16,),
 )

@@ -104,22 +104,26 @@ def plot_all(result: dict[str, Any], raw: dict[str, Any], out: Path) -> list[str
     )
     plot_concurrency(figures["concurrency"], f"Concurrency, medium text ({stamp})", out / "concurrency.png")
     plot_memory(raw["memory"], f"Server tree memory ({stamp})", out / "memory.png")
-    plot_listeners(figures["listeners"], f"Listeners on one worker ({stamp})", out / "listeners.png")
-    return ["first_audio.png", "concurrency.png", "memory.png", "listeners.png"]
+    plot_goodput(figures["goodput"], f"Listeners per worker, edf and fifo ({stamp})", out / "goodput.png")
+    return ["first_audio.png", "concurrency.png", "memory.png", "goodput.png"]
 
 
-def plot_listeners(figure: dict[str, Any], title: str, path: Path) -> None:
-    """Good share and p95 first audio against offered load, one line per scheduling policy."""
-    fig, (good_ax, first_ax) = plt.subplots(1, 2, figsize=(9, 3.8))
-    for policy, data in figure["policies"].items():
-        runs = sorted(data["open_loop"].values(), key=lambda run: run["load"])
-        loads = [run["load"] * 100 for run in runs]
-        good_ax.plot(loads, [(run["good_share"] or 0) * 100 for run in runs], marker="o", label=policy)
-        first_ax.plot(loads, [run["first_audio_s"]["p95"] for run in runs], marker="o", label=policy)
-    good_ax.set(xlabel="offered load, % of capacity", ylabel="good streams, %", ylim=(0, 105))
-    first_ax.set(xlabel="offered load, % of capacity", ylabel="first audio p95, s")
-    for ax in (good_ax, first_ax):
-        ax.grid(alpha=0.3)
-        ax.legend()
+def plot_goodput(figure: dict[str, Any], title: str, path: Path) -> None:
+    """Good share and p95 first audio against offered load: one row per worker, one line per policy."""
+    scenarios = figure["scenarios"]
+    fig, axes = plt.subplots(len(scenarios), 2, figsize=(9, 3.2 * len(scenarios)), squeeze=False)
+    for (name, scenario), (good_ax, first_ax) in zip(scenarios.items(), axes, strict=True):
+        for policy, data in scenario["policies"].items():
+            runs = sorted(data["open_loop"].values(), key=lambda run: run["load"])
+            loads = [run["load"] * 100 for run in runs]
+            good_ax.plot(
+                loads, [(run.get("good_share") or 0) * 100 for run in runs], marker="o", label=policy
+            )
+            first_ax.plot(loads, [run["first_audio_s"]["p95"] for run in runs], marker="o", label=policy)
+        good_ax.set(xlabel="offered load, % of capacity", ylabel="good streams, %", ylim=(0, 105), title=name)
+        first_ax.set(xlabel="offered load, % of capacity", ylabel="first audio p95, s", title=name)
+        for ax in (good_ax, first_ax):
+            ax.grid(alpha=0.3)
+            ax.legend()
     fig.suptitle(title, fontsize=9)
     _save(fig, path)

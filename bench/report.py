@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .goodput_report import goodput_tables, scale_table
 from .plan import SIZES
 
 __all__ = ["render_table", "write_json"]
@@ -66,7 +67,8 @@ def render_table(result: dict[str, Any]) -> str:
         _overhead_table(figures["server_overhead"]),
         _memory_table(figures["memory"]),
         _cancellation_table(figures["cancellation"]),
-        *_listener_tables(figures["listeners"]),
+        *goodput_tables(figures["goodput"]),
+        scale_table(figures["scale"]),
         _engines_table(figures["engines"]),
     ):
         lines += [*table, ""]
@@ -77,15 +79,9 @@ def render_table(result: dict[str, Any]) -> str:
         f"({'met' if first['met'] else 'not met'}); total time ≤ {total['max']}× bare: "
         f"{_x(total['value'])} ({'met' if total['met'] else 'not met'})"
     )
-    if "burst_good_streams" in targets:
-        good, at_80 = targets["burst_good_streams"], targets["open_loop_80_good_share"]
-        vs_lone, vs_fifo = targets["burst_throughput_vs_lone"], targets["burst_throughput_vs_fifo"]
-        lines.append(
-            f"Targets (listeners, edf): burst good streams ≥ {good['min']:.2f}: {good['value']} "
-            f"({_met(good)}); all complete: {_met(targets['burst_all_complete'])}; burst throughput "
-            f"{_x(vs_lone['value'])} a lone stream's ({_met(vs_lone)}), {_x(vs_fifo['value'])} fifo's "
-            f"({_met(vs_fifo)}); good share at 80 % load {_pct(at_80['value'])} ≥ 95 % ({_met(at_80)})"
-        )
+    goodput = [(name, t) for name, t in targets.items() if name.startswith(("real_", "emulated_", "scale_"))]
+    if goodput:
+        lines.append("Targets (goodput, edf): " + "; ".join(f"{name} {_met(t)}" for name, t in goodput))
     if "short_first_audio_ratio" in targets:
         first_t, rtf_t = targets["short_first_audio_ratio"], targets["long_rtf_ratio"]
         lines.append(
@@ -127,85 +123,6 @@ def _engines_table(figure: dict[str, Any]) -> list[str]:
 
 def _met(target: dict[str, Any]) -> str:
     return "met" if target["met"] else "not met"
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0%}"
-
-
-def _listener_tables(figure: dict[str, Any]) -> list[list[str]]:
-    """Figures 7-9, both policies side by side."""
-    policies = figure["policies"]
-    burst_rows = []
-    for policy, data in policies.items():
-        burst = data["burst"]
-        first = burst["first_audio_s"]
-        burst_rows.append(
-            [
-                policy,
-                f"{_n(first['p50'])} / {_n(first['p95'])} / {_n(first['max'])} s",
-                _n(burst["largest_underrun_s"], 2, " s"),
-                f"{burst['good']} of {burst['streams']}",
-                f"{burst['complete']} of {burst['streams']}",
-                _n(burst["audio_s_per_s"]),
-                _n(data["lone_first_audio_s"], 2, " s"),
-            ]
-        )
-    burst_table = [
-        "**7. Burst: 8 listeners at once** (" + figure["what"] + ")",
-        "",
-        *_table(
-            [
-                "policy",
-                "first audio p50 / p95 / max",
-                "largest underrun",
-                "good",
-                "complete",
-                "audio s per s",
-                "lone first audio",
-            ],
-            burst_rows,
-        ),
-    ]
-    load_rows = []
-    for policy, data in policies.items():
-        for name, run in data["open_loop"].items():
-            load_rows.append(
-                [
-                    policy,
-                    name,
-                    f"{run['arrivals_per_s']:.2f}/s",
-                    str(run["streams"]),
-                    _pct(run["good_share"]),
-                    _n(run["first_audio_s"]["p95"], 2, " s"),
-                    _n(run["largest_underrun_s"], 2, " s"),
-                    str(run["rejected_503"]),
-                ]
-            )
-    capacity = next(iter(policies.values()))["capacity_audio_s_per_s"] if policies else None
-    load_table = [
-        f"**8. Open-loop arrivals** (Poisson; load = offered audio ÷ capacity {_n(capacity)} audio s per s)",
-        "",
-        *_table(
-            ["policy", "load", "arrivals", "streams", "good", "first audio p95", "largest underrun", "503s"],
-            load_rows,
-        ),
-    ]
-    cancel_rows = [
-        [
-            policy,
-            _n(data["cancellation_under_load"]["heard_audio_s"], 2, " s"),
-            _n(data["cancellation_under_load"]["synthesized_audio_s"], 2, " s"),
-            _n(data["cancellation_under_load"]["after_leaving_audio_s"], 2, " s"),
-        ]
-        for policy, data in policies.items()
-    ]
-    cancel_table = [
-        "**9. Cancellation under load** (one of three listeners leaves 2 s after its first audio)",
-        "",
-        *_table(["policy", "heard", "synthesized", "synthesized after it left"], cancel_rows),
-    ]
-    return [burst_table, load_table, cancel_table]
 
 
 def _first_audio_table(figure: dict[str, Any]) -> list[str]:

@@ -24,13 +24,14 @@ from .cancellation import measure_cancellation
 from .client import speak
 from .engines import engine_of, measure_engine
 from .figures import build_figures, build_targets
+from .goodput import measure_goodput, scenarios
 from .latency import measure_idle
-from .listeners import measure_listeners
 from .machine import LoadMeter, describe_machine, server_torch_threads
 from .memory import measure_memory
 from .plan import FULL, QUICK, Plan
 from .processes import ROOT, Service
 from .report import render_table, write_json
+from .scale import measure_scale
 from .sweep import measure_concurrency
 from .texts import MEMORY_PHRASES
 
@@ -185,28 +186,33 @@ def measure(
         load.phase("stopping engine torch", measured=False)
         torch_server.stop()
 
-        raw["listeners"] = {}
-        capacity = None
-        for policy in ("fifo", "edf"):  # fifo first: its burst measures the worker's full-speed capacity
-            load.phase(f"listeners {policy}", measured=False)
-            _progress(started, f"figures 7-9: listeners on a server with --scheduler {policy}")
-            server = Service.tts_api_server(
-                model_dir, logs, device, "--scheduler", policy, name=f"tts-api-{policy}"
+        raw["goodput"] = {}
+        for scenario in scenarios(plan.emulated, plan.listener_duration_s, plan.emulated_duration_s):
+            _progress(started, f"figures 7, 9: listeners on the {scenario.name}, fifo then edf")
+
+            def start(name: str, flags: tuple[str, ...]) -> Service:
+                load.phase(f"starting {name}", measured=False)
+                server = Service.tts_api_server(model_dir, logs, device, *flags, name=name)
+                services.append(server)
+                server.wait_ready()
+                _warm_up(server, ("pcm",))
+                load.phase(f"listeners {name}")
+                return server
+
+            raw["goodput"][scenario.name] = measure_goodput(
+                scenario, tuple(plan.listener_texts), plan.listener_loads, start
             )
-            services.append(server)
-            server.wait_ready()
-            _warm_up(server, ("pcm",))
-            load.phase(f"listeners {policy}")
-            raw["listeners"][policy] = measure_listeners(
-                server,
-                list(plan.listener_texts),
-                plan.listener_loads,
-                plan.listener_duration_s,
-                capacity=capacity,
-            )
-            capacity = capacity or raw["listeners"][policy]["capacity_audio_s_per_s"]
-            load.phase(f"stopping {policy}", measured=False)
-            server.stop()
+
+        load.phase("starting emulated:200", measured=False)
+        _progress(started, f"figure 8: {', '.join(map(str, plan.scale_streams))} streams on emulated:200")
+        scale = Service.tts_api_server(model_dir, logs, device, "--engine", "emulated:200", name="scale")
+        services.append(scale)
+        scale.wait_ready()
+        _warm_up(scale, ("pcm",))
+        load.phase("scale")
+        raw["scale"] = measure_scale(scale, plan.texts["medium"], plan.scale_streams)
+        load.phase("stopping scale", measured=False)
+        scale.stop()
         load.end()
     except BaseException:
         for thread in stopping:

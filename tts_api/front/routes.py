@@ -125,10 +125,12 @@ def add_routes(
         try:
             snapshot = await ipc.call(shared.counters.snapshot)
             in_flight = await ipc.call(shared.board.size)
+            calls = await ipc.call(shared.board.calls)
         except IpcTimeout as exc:
             return JSONResponse({"error": {"message": str(exc), "type": "server_error"}}, status_code=503)
         gauges: dict[Series, float] = {
             ("tts_cancel_board_entries", ()): float(in_flight),
             ("tts_load", ()): server_load(snapshot, in_flight),
+            **{("tts_board_calls_total", (("call", call),)): float(n) for call, n in calls.items()},
         }
         return Response(render(snapshot, gauges), media_type=CONTENT_TYPE_LATEST)

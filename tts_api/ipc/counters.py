@@ -45,6 +45,15 @@ METRICS: Mapping[str, tuple[MetricKind, str]] = {
         "histogram",
         "How long a player waited for a late chunk (a server-side estimate of underruns).",
     ),
+    "tts_first_chunk_wait_max_seconds": (
+        "gauge",
+        "Longest a stream waited from its admission to its first audio, per worker (since it started).",
+    ),
+    "tts_first_chunk_bound_seconds": (
+        "gauge",
+        "What that wait is held to: a scheduling step plus a first chunk, at the worker's measured costs.",
+    ),
+    "tts_board_calls_total": ("counter", "Round trips to the stream board in the manager process, by call."),
     "tts_time_to_first_audio_seconds": (
         "histogram",
         "Request received to its first audio reaching the front.",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
@@ -57,11 +58,13 @@ class StreamBoard:
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._draining = False
+        self._calls: Counter[str] = Counter()  # round trips served, by call (what load the board takes)
 
     def open(self, key: str, limit: int) -> Admission:
         """Register a request about to be queued, unless `limit` are open or the server is draining."""
         now = time.monotonic()
         with self._lock:
+            self._calls["open"] += 1
             if self._draining:
                 return "draining"
             for stale in [k for k, e in self._entries.items() if now - e.opened_at > MAX_ENTRY_AGE_S]:
@@ -74,6 +77,7 @@ class StreamBoard:
     def cancel(self, key: str, reason: CancelReason = "client") -> bool:
         """Mark an open request cancelled; False if it already ended (nothing is left behind)."""
         with self._lock:
+            self._calls["cancel"] += 1
             entry = self._entries.get(key)
             if entry is None:
                 return False
@@ -83,6 +87,7 @@ class StreamBoard:
     def delivered(self, key: str, audio_s: float) -> None:
         """The client has taken `audio_s` seconds of this request's audio."""
         with self._lock:
+            self._calls["delivered"] += 1
             entry = self._entries.get(key)
             if entry is not None and audio_s > entry.delivered_s:
                 entry.delivered_s = audio_s
@@ -90,6 +95,7 @@ class StreamBoard:
     def poll(self, keys: list[str]) -> dict[str, StreamState]:
         """The state of each of `keys` (one round trip for all of a worker's streams)."""
         with self._lock:
+            self._calls["poll"] += 1
             return {key: self._state(key) for key in keys}
 
     def _state(self, key: str) -> StreamState:
@@ -102,24 +108,34 @@ class StreamBoard:
     def close(self, key: str) -> None:
         """Forget a request whose job has ended."""
         with self._lock:
+            self._calls["close"] += 1
             self._entries.pop(key, None)
 
     def size(self) -> int:
         with self._lock:
+            self._calls["size"] += 1
             return len(self._entries)
 
     def drain(self) -> None:
         """Refuse every new request from now on (shutdown)."""
         with self._lock:
+            self._calls["drain"] += 1
             self._draining = True
 
     def draining(self) -> bool:
         with self._lock:
+            self._calls["draining"] += 1
             return self._draining
 
     def cancel_all(self, reason: CancelReason) -> int:
         """Cancel every open request; return how many."""
         with self._lock:
+            self._calls["cancel_all"] += 1
             for entry in self._entries.values():
                 entry.reason = entry.reason or reason
             return len(self._entries)
+
+    def calls(self) -> dict[str, int]:
+        """Round trips served so far, by call."""
+        with self._lock:
+            return dict(self._calls)

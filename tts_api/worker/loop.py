@@ -292,6 +292,7 @@ class SpeechLoop(LitLoop):
         if step.audio_s > 0:
             if view.first_audio_s is None:
                 view.first_audio_s = now
+                self.runtime.first_audio(now - (view.admitted_s or view.arrived_s))
             else:
                 late_s = now - (view.first_audio_s + view.sent_audio_s)  # the player's buffer ran out then
                 if late_s > 0:

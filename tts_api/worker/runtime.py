@@ -83,6 +83,7 @@ class WorkerRuntime:
         self.worker = worker
         self.pid = os.getpid()
         self.watch = ChunkWatch(shared.board, engine.interrupt, engine.reset)
+        self._worst_wait_s = 0.0
 
     @classmethod
     def load(cls, settings: Settings, shared: Shared, device: str) -> WorkerRuntime:
@@ -155,6 +156,12 @@ class WorkerRuntime:
     def count(self, name: str, amount: float = 1.0, **labels: object) -> None:
         self.counters.add(name, amount, **labels)
 
+    def first_audio(self, waited_s: float) -> None:
+        """A stream's first audio went out `waited_s` after its admission (bounded by the scheduler)."""
+        if waited_s > self._worst_wait_s:
+            self._worst_wait_s = waited_s
+            self.counters.set("tts_first_chunk_wait_max_seconds", waited_s, worker=self.worker)
+
     def missed_deadline(self, late_s: float) -> None:
         """A player ran dry for `late_s` before this chunk's audio went out."""
         self.counters.add("tts_deadline_misses_total")
@@ -198,9 +205,10 @@ class WorkerRuntime:
         counters.set("tts_streams", active, worker=worker, state="active")
         counters.set("tts_streams", waiting, worker=worker, state="waiting")
         counters.set("tts_streams", paused, worker=worker, state="paused")
-        counters.set(
-            "tts_worker_capacity", self.scheduler.cost.capacity, worker=worker, engine=self.engine.name
-        )
+        scheduler = self.scheduler
+        counters.set("tts_worker_capacity", scheduler.cost.capacity, worker=worker, engine=self.engine.name)
+        bound = scheduler.max_step_s + scheduler.cost.cost(scheduler.first_chunk_chars, 1.0)
+        counters.set("tts_first_chunk_bound_seconds", bound, worker=worker)
         counters.set("tts_open_encoders", Encoder.live(), worker=worker)
 
 
