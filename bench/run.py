@@ -205,7 +205,9 @@ def measure(
 
         load.phase("starting emulated:200", measured=False)
         _progress(started, f"figure 8: {', '.join(map(str, plan.scale_streams))} streams on emulated:200")
-        scale = Service.tts_api_server(model_dir, logs, device, "--engine", "emulated:200", name="scale")
+        scale = Service.tts_api_server(
+            model_dir, logs, device, "--engine", "emulated:200", "--max-pending", "1024", name="scale"
+        )
         services.append(scale)
         scale.wait_ready()
         _warm_up(scale, ("pcm",))

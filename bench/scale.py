@@ -5,8 +5,9 @@ scheduler and the encoders carry what a GPU worker would give them.
 Per run (64 and 128 streams started over a few seconds, each a ~27 s text read by a model player): the
 delay from the worker yielding a chunk to the front sending it (p50/p95, from the server's histogram),
 the CPU each process role used (the worker, the HTTP process, the two manager processes), board round
-trips per chunk, every player's first audio and largest underrun. The role closest to a full core is
-where the path saturates first.
+trips per chunk, every player's first audio and largest underrun. Audio seconds per CPU second of
+each role is how many real-time streams one core of it carries: the smallest is where the path saturates
+first.
 """
 
 from __future__ import annotations
@@ -81,6 +82,12 @@ def _run(server: Service, text: str, streams: int) -> dict[str, Any]:
         "cpu_s": cpu,
         "cpu_share_of_a_core": {role: seconds / wall for role, seconds in cpu.items()},
         "http_cpu_s_per_stream": cpu.get("http", 0.0) / streams,
+        # One core's worth of each role would carry this many real-time streams (audio s per CPU s).
+        "streams_per_core": {
+            role: audio / seconds
+            for role, seconds in cpu.items()
+            if role != "main" and seconds > 0 and (audio := sum(x.audio_s for x in served)) > 0
+        },
     }
 
 
