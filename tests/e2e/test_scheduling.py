@@ -60,42 +60,41 @@ def _short_during_long(server: ServerProcess) -> bool:
     return heard_first
 
 
-def test_a_later_stream_hears_audio_before_an_earlier_long_stream_finishes(
-    tiny_server: ServerProcess,
+@contextlib.contextmanager
+def _server(model_dir: Path, log: Path, *flags: str) -> Iterator[ServerProcess]:
+    server = ServerProcess.tts_api(model_dir, log, *flags)
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["tiny model", "emulated, slower than real time"])
+def any_speed(
+    request: pytest.FixtureRequest, tiny_server: ServerProcess, tiny_model_dir: Path, tmp_path: Path
+) -> Iterator[ServerProcess]:
+    """The tiny model's worker, and one slower than real time (0.7 audio seconds per second), whose long
+    stream runs dry whatever happens."""
+    if request.param == "tiny model":
+        yield tiny_server
+        return
+    with _server(tiny_model_dir, tmp_path / "slow.log", "--engine", "emulated:0.7") as server:
+        yield server
+
+
+def test_a_short_request_is_heard_before_a_long_stream_ends_whatever_the_worker_speed(
+    any_speed: ServerProcess,
 ) -> None:
-    """One worker: with one stream at a time the newcomer would wait for the whole long stream."""
-    assert _short_during_long(tiny_server), "the newcomer waited for the whole long stream"
-
-
-@pytest.fixture
-def slow_worker(tiny_model_dir: Path, tmp_path: Path) -> Iterator[ServerProcess]:
-    """A worker slower than real time (0.7 audio seconds per second): its long stream runs dry anyway."""
-    server = ServerProcess.tts_api(tiny_model_dir, tmp_path / "slow.log", "--engine", "emulated:0.7")
-    yield server.wait_ready()
-    server.stop()
-
-
-def test_a_short_request_is_heard_before_a_long_stream_ends_even_on_a_worker_slower_than_real_time(
-    slow_worker: ServerProcess,
-) -> None:
-    assert _short_during_long(slow_worker), "the short request waited for the whole long stream"
+    """One worker: with one stream at a time the short request would wait for the whole long stream."""
+    assert _short_during_long(any_speed), "the short request waited for the whole long stream"
 
 
 @pytest.fixture
 def two_slow_workers(tiny_model_dir: Path, tmp_path: Path) -> Iterator[ServerProcess]:
     """Two workers that each feed fewer than two listeners, one HTTP process."""
-    server = ServerProcess.tts_api(
-        tiny_model_dir,
-        tmp_path / "two.log",
-        "--engine",
-        "emulated:1.5",
-        "--workers-per-device",
-        "2",
-        "--api-servers",
-        "1",
-    )
-    yield server.wait_ready()
-    server.stop()
+    flags = ("--engine", "emulated:1.5", "--workers-per-device", "2", "--api-servers", "1")
+    with _server(tiny_model_dir, tmp_path / "two.log", *flags) as server:
+        yield server
 
 
 def _active(url: str) -> dict[str, float]:
@@ -120,18 +119,9 @@ def test_a_request_a_busy_worker_cannot_start_goes_to_its_idle_sibling(
 
 @pytest.fixture
 def small_lead(tiny_model_dir: Path, tmp_path: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess.tts_api(
-        tiny_model_dir,
-        tmp_path / "lead.log",
-        "--engine",
-        "emulated:1.5",
-        "--max-lead",
-        "3",
-        "--idle-timeout",
-        "600",
-    )
-    yield server.wait_ready()
-    server.stop()
+    flags = ("--engine", "emulated:1.5", "--max-lead", "3", "--idle-timeout", "600")
+    with _server(tiny_model_dir, tmp_path / "lead.log", *flags) as server:
+        yield server
 
 
 def test_a_stream_paused_for_a_slow_reader_does_not_block_a_newcomer(small_lead: ServerProcess) -> None:

@@ -163,8 +163,8 @@ class Scheduler:
     def pick(self, now: float, streams: Sequence[StreamView], *, waiting: bool = False) -> Pick | None:
         """The next stream to run and its chunk limit, or None when every stream may wait.
 
-        `waiting`: a request is waiting for this worker (taken but not admitted, or queued with no room):
-        chunks stay within `max_step_s` so that it is looked at again soon.
+        `waiting`: a request is waiting for room here (taken but not admitted, or queued with no room):
+        steps may be longer (`step_cap_s`), since it can only start once the streams here have leads.
         """
         ready = [s for s in streams if self.eligible(s)]
         if not ready:
