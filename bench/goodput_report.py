@@ -271,6 +271,7 @@ def scale_table(figure: dict[str, Any]) -> list[str]:
                 _n(run["board_calls_per_chunk"], 1),
                 ", ".join(f"{role} {v:.0%}" for role, v in share.items()),
                 "–" if first is None else f"{first}, ~{carries[first]:.0f} streams per core",
+                f"{run['scheduler_ms']['admission']:.2f} / {run['scheduler_ms']['pick']:.2f} ms",
             ]
         )
     return [
@@ -287,6 +288,7 @@ def scale_table(figure: dict[str, Any]) -> list[str]:
                 "board calls per chunk",
                 "CPU, share of a core",
                 "saturates first",
+                "admission / pick",
             ],
             rows,
         ),

@@ -18,6 +18,9 @@ from typing import Any
 
 import psutil
 
+from tts_api.synth.costs import CostModel
+from tts_api.worker.scheduler import Scheduler, StreamView
+
 from .listeners import Listener, listen
 from .processes import CpuMeter, Service
 from .stats import histogram_delta, histogram_summary, summarize
@@ -29,7 +32,23 @@ RAMP_S = 5.0  # streams start evenly over this many seconds
 
 def measure_scale(server: Service, text: str, counts: tuple[int, ...]) -> dict[str, Any]:
     """One run per stream count on `server` (an emulated worker)."""
-    return {str(n): _run(server, text, n) for n in counts}
+    return {str(n): {**_run(server, text, n), "scheduler_ms": scheduler_cost_ms(n)} for n in counts}
+
+
+def scheduler_cost_ms(streams: int, repeats: int = 200) -> dict[str, float]:
+    """What one admission test and one pick cost the worker's loop with `streams` playing streams (ms)."""
+    policy = Scheduler(CostModel(compute_s_per_char=1 / 15 / 200, overhead_s=0.02))
+    views = [
+        StreamView(f"s{i}", 0.0, remaining_chars=3000, first_audio_s=0.0, sent_audio_s=5 + i * 0.1)
+        for i in range(streams)
+    ]
+    costs = {}
+    for name, call in (("admission", policy.has_room), ("pick", policy.pick)):
+        started = time.perf_counter()
+        for _ in range(repeats):
+            call(1.0, views)
+        costs[name] = (time.perf_counter() - started) / repeats * 1000
+    return costs
 
 
 def _run(server: Service, text: str, streams: int) -> dict[str, Any]:

@@ -210,6 +210,7 @@ def test_the_scale_run_names_where_the_serving_path_spends_its_cpu(quick: QuickR
     assert run["delivery_s"]["count"] > 0 and run["delivery_s"]["p95"] is not None
     assert set(run["cpu_s"]) == {"main", "worker", "http", "managers"}
     assert run["cpu_s"]["worker"] > 0 and run["cpu_s"]["http"] > 0
+    assert run["scheduler_ms"]["admission"] > 0 and run["scheduler_ms"]["pick"] > 0
 
 
 def test_histogram_quantile_interpolates_within_the_bucket() -> None:
