@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .texts import LISTENER_TEXTS, QUICK_LISTENER_TEXTS, QUICK_TEXTS, TEXTS
+from .texts import LISTENER_TEXTS, QUALITY_SENTENCES, QUICK_LISTENER_TEXTS, QUICK_TEXTS, TEXTS
 
 __all__ = ["FULL", "QUICK", "Plan"]
 
@@ -37,11 +37,14 @@ class Plan:
     listener_texts: tuple[str, ...]
     listener_loads: tuple[float, ...]
     listener_duration_s: float
+    # Figure 11: sentences (as written, as heard) each engine variant speaks for the quality scores.
+    quality_sentences: tuple[tuple[str, str], ...]
 
     def describe(self) -> dict[str, Any]:
         data = asdict(self)
         data["texts"] = {size: {"chars": len(text), "text": text} for size, text in self.texts.items()}
         data["listener_texts"] = [len(text) for text in self.listener_texts]
+        data["quality_sentences"] = [text for text, _ in self.quality_sentences]
         return data
 
 
@@ -51,7 +54,7 @@ FULL = Plan(
     server_reps={"short": {"pcm": 3, "mp3": 3}, "medium": {"pcm": 1, "mp3": 1}, "long": {"pcm": 1, "mp3": 1}},
     bare_reps={"short": 3, "medium": 2, "long": 1},
     mp3_first_audio_only=("long",),
-    concurrency=(1, 2, 4, 8),
+    concurrency=(1, 2, 4, 6, 8),
     memory_requests=200,
     memory_concurrency=4,
     # tts-api stops within a chunk, so its trials are cheap; the plain server's follow-up trial waits
@@ -62,6 +65,7 @@ FULL = Plan(
     listener_texts=LISTENER_TEXTS,
     listener_loads=(0.5, 0.8, 1.2),
     listener_duration_s=150.0,
+    quality_sentences=QUALITY_SENTENCES,
 )
 
 QUICK = Plan(
@@ -79,4 +83,5 @@ QUICK = Plan(
     listener_texts=QUICK_LISTENER_TEXTS,
     listener_loads=(0.5, 0.8, 1.2),
     listener_duration_s=8.0,
+    quality_sentences=(QUALITY_SENTENCES[0], QUALITY_SENTENCES[3]),
 )

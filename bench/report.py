@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .engine_figures import engine_tables, engine_target_lines
 from .plan import SIZES
 
 __all__ = ["render_table", "write_json"]
@@ -67,7 +68,7 @@ def render_table(result: dict[str, Any]) -> str:
         _memory_table(figures["memory"]),
         _cancellation_table(figures["cancellation"]),
         *_listener_tables(figures["listeners"]),
-        _engines_table(figures["engines"]),
+        *engine_tables(figures["engines"], figures.get("quality")),
     ):
         lines += [*table, ""]
     targets = result["targets"]
@@ -86,43 +87,8 @@ def render_table(result: dict[str, Any]) -> str:
             f"{_x(vs_lone['value'])} a lone stream's ({_met(vs_lone)}), {_x(vs_fifo['value'])} fifo's "
             f"({_met(vs_fifo)}); good share at 80 % load {_pct(at_80['value'])} ≥ 95 % ({_met(at_80)})"
         )
-    if "short_first_audio_ratio" in targets:
-        first_t, rtf_t = targets["short_first_audio_ratio"], targets["long_rtf_ratio"]
-        lines.append(
-            f"Targets (engine {figures['engines']['default']}): one-sentence first audio "
-            f"≤ {first_t['max']}× bare: {_x(first_t['value'])} ({_met(first_t)}); "
-            f"long-text RTF ≤ {rtf_t['max']}× bare: {_x(rtf_t['value'])} ({_met(rtf_t)})"
-        )
+    lines += engine_target_lines(figures["engines"]["default"], targets)
     return "\n".join(lines) + "\n"
-
-
-def _engines_table(figure: dict[str, Any]) -> list[str]:
-    rows = [
-        [
-            name + (" (default)" if name == figure["default"] else ""),
-            f"{_pp(data['short_first_audio_s'])} s",
-            _x(data["short_first_audio_ratio"]),
-            _pp(data["long_rtf"]),
-            _x(data["long_rtf_ratio"]),
-            data["source"],
-        ]
-        for name, data in figure["engines"].items()
-    ]
-    return [
-        "**10. Engines** (" + figure["what"] + ")",
-        "",
-        *_table(
-            [
-                "engine",
-                "one-sentence first audio p50 / p95",
-                "× bare",
-                "long RTF p50 / p95",
-                "× bare",
-                "from",
-            ],
-            rows,
-        ),
-    ]
 
 
 def _met(target: dict[str, Any]) -> str:

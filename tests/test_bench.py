@@ -161,15 +161,32 @@ def test_plots_and_the_table_are_written(quick: QuickRun) -> None:
         assert heading in table
     assert "5. Memory" in table and "6. Cancellation" in table
     assert "7. Burst" in table and "8. Open-loop" in table and "9. Cancellation under load" in table
-    assert "10. Engines" in table
+    assert "10. Engines" in table and "11. Speech quality" in table
 
 
 def test_engines_compare_the_default_engine_and_torch_with_the_bare_pipeline(quick: QuickRun) -> None:
     figure = quick.figures["engines"]
     assert figure["default"] in ("onnx", "torch")
     assert "torch" in figure["engines"]
+    assert f"{figure['default']}, untrimmed" in figure["engines"]
     for data in figure["engines"].values():
         assert data["short_first_audio_ratio"] > 0 and data["long_rtf_ratio"] > 0
+        assert data["capacity"] > 0  # the worker's own start-up measure
+    assert figure["capacity_gain_from_trimming"] > 0
+    assert {"short_first_audio_ratio", "capacity_gain_from_trimming", "ovrl_worst_gap"} <= set(
+        quick.result["targets"]
+    )
+
+
+def test_quality_scores_every_variant_against_the_bare_pipeline(quick: QuickRun) -> None:
+    figure = quick.figures["quality"]
+    default = quick.figures["engines"]["default"]
+    assert {default, f"{default}, untrimmed"} <= set(figure["variants"])
+    for scores in (figure["bare"], *figure["variants"].values()):
+        assert 1.0 <= scores["ovrl"] <= 5.0 and 1.0 <= scores["p808"] <= 5.0
+        assert scores["wer"] >= 0.0
+    raw = quick.result["raw"]["quality"]
+    assert len(raw["bare"]) == len(quick.result["plan"]["quality_sentences"]) == 2
 
 
 def test_listeners_compare_both_policies_on_a_burst_and_open_loop_loads(quick: QuickRun) -> None:
