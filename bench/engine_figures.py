@@ -69,6 +69,20 @@ def engines_figure(raw: dict[str, Any], idle: dict[str, Any]) -> dict[str, Any]:
                     **_row(data["short"], data["short_bare"], data["long"], data["long_bare"]),
                 },
             )
+    two = raw.get("two_workers")
+    bare_rates = [b["audio_s"] / b["total_s"] for b in idle["bare"] if b["size"] == "medium" and b["total_s"]]
+    if two is not None:
+        level = two["levels"][0]
+        audio = sum(r["audio_s"] or 0.0 for r in _ok(level["requests"]))
+        rate = audio / level["wall_s"] if level["wall_s"] else None
+        two_workers = {
+            "streams": level["streams"],
+            "audio_s_per_wall_s": rate,
+            "errors": len(level["requests"]) - len(_ok(level["requests"])),
+            "capacity": two.get("capacity"),
+            # over the bare pipeline's single stream of the same text, as figure 3's ratios
+            "ratio": ratio(rate, summarize(bare_rates)["p50"]),
+        }
     trimmed, untrimmed = engines[default], raw.get(UNTRIMMED)
     gain = None
     if untrimmed is not None:
@@ -84,6 +98,7 @@ def engines_figure(raw: dict[str, Any], idle: dict[str, Any]) -> dict[str, Any]:
         "default": raw["default"],
         "engines": engines,
         "capacity_gain_from_trimming": gain,
+        "two_workers": two_workers if two is not None else None,
     }
 
 
@@ -189,6 +204,7 @@ def engine_tables(engines: dict[str, Any], quality: dict[str, Any] | None) -> li
             "",
             "Trimming the edge silence: long-text audio s per s "
             f"{_x(engines['capacity_gain_from_trimming'])} the same server's with `--no-trim-silence`.",
+            *_two_workers_line(engines["two_workers"]),
         ]
     ]
     if quality is not None:
@@ -209,6 +225,18 @@ def engine_tables(engines: dict[str, Any], quality: dict[str, Any] | None) -> li
             ]
         )
     return tables
+
+
+def _two_workers_line(two: dict[str, Any] | None) -> list[str]:
+    if two is None:
+        return []
+    return [
+        "",
+        f"Two workers of one thread each (`--workers-per-device 2`), {two['streams']} medium streams at "
+        f"once: {_f(two['audio_s_per_wall_s'])} audio s per s, {_x(two['ratio'])} the bare pipeline's single "
+        f"stream (figure 3 has one worker of two threads); capacity {_f(two['capacity'])}; "
+        f"{two['errors']} errors.",
+    ]
 
 
 def engine_target_lines(default: str | None, targets: dict[str, Any]) -> list[str]:

@@ -37,6 +37,8 @@ class Plan:
     listener_texts: tuple[str, ...]
     listener_loads: tuple[float, ...]
     listener_duration_s: float
+    # Figure 10: simultaneous medium streams on a server with two workers of one thread each.
+    two_worker_streams: int
     # Figure 11: sentences (as written, as heard) each engine variant speaks for the quality scores.
     quality_sentences: tuple[tuple[str, str], ...]
 
@@ -65,6 +67,7 @@ FULL = Plan(
     listener_texts=LISTENER_TEXTS,
     listener_loads=(0.5, 0.8, 1.2),
     listener_duration_s=150.0,
+    two_worker_streams=6,
     quality_sentences=QUALITY_SENTENCES,
 )
 
@@ -83,5 +86,6 @@ QUICK = Plan(
     listener_texts=QUICK_LISTENER_TEXTS,
     listener_loads=(0.5, 0.8, 1.2),
     listener_duration_s=8.0,
+    two_worker_streams=2,
     quality_sentences=(QUALITY_SENTENCES[0], QUALITY_SENTENCES[3]),
 )

@@ -199,6 +199,23 @@ def measure(
             load.phase(f"stopping engine {variant}", measured=False)
             other.stop()
 
+        load.phase("engine two workers", measured=False)
+        streams = plan.two_worker_streams
+        _progress(started, f"figure 10: {streams} streams on two workers of one thread each")
+        two = Service.tts_api_server(
+            model_dir, logs, device, "--workers-per-device", "2", name="tts-api-two-workers"
+        )
+        services.append(two)
+        two.wait_ready()
+        _warm_up(two, ("pcm",))
+        load.phase("engine two workers")
+        raw["engines"]["two_workers"] = {
+            **measure_concurrency(two, plan.texts["medium"], (streams,)),
+            "capacity": worker_capacity(two),
+        }
+        load.phase("stopping engine two workers", measured=False)
+        two.stop()
+
         raw["listeners"] = {}
         capacity = None
         for policy in ("fifo", "edf"):  # fifo first: its burst measures the worker's full-speed capacity

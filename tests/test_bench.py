@@ -173,6 +173,8 @@ def test_engines_compare_the_default_engine_and_torch_with_the_bare_pipeline(qui
         assert data["short_first_audio_ratio"] > 0 and data["long_rtf_ratio"] > 0
         assert data["capacity"] > 0  # the worker's own start-up measure
     assert figure["capacity_gain_from_trimming"] > 0
+    two = figure["two_workers"]
+    assert two["streams"] == 2 and two["errors"] == 0 and two["ratio"] > 0 and two["capacity"] > 0
     assert {"short_first_audio_ratio", "capacity_gain_from_trimming", "ovrl_worst_gap"} <= set(
         quick.result["targets"]
     )
