@@ -23,7 +23,7 @@ from tts_api.synth.speech import SpeechChunk, speak_all
 from tts_api.synth.vocoders import EDGE_TRIM
 from tts_api.voices import VoiceBlend
 
-PAD_LEAD, PAD_TAIL = 20, 16  # frames of 25 ms
+PAD_LEAD, PAD_TAIL = 20, 24  # frames of 25 ms: more than the margins kept
 QUIET = LOUD_ENERGY - 3
 VOICE = VoiceBlend((("af_heart", 1.0),))
 SAMPLES_PER_FRAME = 600

@@ -24,9 +24,11 @@ def spoken(real_model_dir: Path) -> dict[bool, list[list[SpeechChunk]]]:
     return {trim: [list(speak_all(e, text, VOICE, seed=0)) for text in TEXTS] for trim, e in engines.items()}
 
 
-def test_the_decoder_makes_a_sixth_fewer_frames_of_short_texts(spoken: dict) -> None:
+def test_the_decoder_makes_fewer_frames_of_short_texts(spoken: dict) -> None:
     made = {trim: sum(c.frames for chunks in spoken[trim] for c in chunks) for trim in spoken}
-    assert made[True] <= 0.85 * made[False]  # measured: 257 of 309 frames (af_heart, seed 0)
+    # Measured: 300 of 309 frames (af_heart, seed 0) with the margins the decoder needs to settle
+    # (synth/vocoders.py); 257 with 7 and 10 frames, which PocketSphinx heard wrong.
+    assert made[True] <= 0.98 * made[False]
 
 
 def test_every_piece_keeps_the_seams_margins_either_way(spoken: dict) -> None:
