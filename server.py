@@ -33,6 +33,13 @@ def parse_flags(argv: list[str] | None, prog: str | None = None) -> dict[str, ob
         "like a worker that feeds N real-time listeners (load tests only)",
     )
     parser.add_argument("--workers-per-device", type=int, help="model copies per device (default 1)")
+    parser.add_argument(
+        "--trim-silence",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="leave out the edge silence the seams would cut, before the decoder makes it (default on; "
+        "--no-trim-silence only to measure what it saves)",
+    )
     parser.add_argument("--api-servers", type=int, help="HTTP server processes (default: one per worker)")
     parser.add_argument(
         "--model-dir", type=Path, help="model directory (default: TTS_MODEL_DIR or XDG cache)"

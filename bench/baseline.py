@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from kokoro import KPipeline
 
@@ -61,6 +63,14 @@ class BarePipeline:
         run = BareRun(len(text), time.monotonic() - started)
         getattr(results, "close", lambda: None)()
         return run
+
+    def speak(self, text: str, seed: int = SEED) -> npt.NDArray[np.float32]:
+        """All of `text`'s audio, joined as the pipeline yields it (its own edge silence included)."""
+        torch.manual_seed(seed)
+        pieces = [
+            r.audio.numpy() for r in self.pipeline(text, voice=self.voice, speed=1) if r.audio is not None
+        ]
+        return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
 
     def synthesize(self, text: str) -> BareRun:
         """Time the whole iteration: first result, total, audio length and CPU."""

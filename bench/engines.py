@@ -1,8 +1,9 @@
-"""Figure 10: the server with each decoder engine against the bare pipeline, side by side in one phase.
+"""Figure 10: the server with each engine variant against the bare pipeline, side by side in one phase.
 
-The default server (figures 1-2) runs `--engine auto`; this phase starts one more with `--engine torch`
-and interleaves, per repetition, a bare pass and a request on it, for the one-sentence text (time to first
-audio) and the long text (real-time factor). Figures 1-2 give the same for the default engine.
+The default server (figures 1-2) runs `--engine auto` with the edge silence trimmed; this phase starts one
+more per variant (`--engine torch`, `--no-trim-silence`) and interleaves, per repetition, a bare pass and a
+request on it, for the one-sentence text (time to first audio) and the long text (real-time factor).
+Figures 1-2 give the same for the default engine.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .processes import Service
 if TYPE_CHECKING:
     from .baseline import BarePipeline
 
-__all__ = ["engine_of", "measure_engine"]
+__all__ = ["engine_of", "measure_engine", "worker_capacity"]
 
 SHORT_REPS = 3
 
@@ -28,6 +29,13 @@ def engine_of(server: Service) -> str | None:
         if key.startswith("tts_worker_capacity{") and 'engine="' in key:
             return key.split('engine="', 1)[1].split('"', 1)[0]
     return None
+
+
+def worker_capacity(server: Service) -> float | None:
+    """Audio seconds per second the server's workers measured themselves at (tts_worker_capacity, summed)."""
+    assert server.metrics is not None
+    value = server.metrics.scrape().get("tts_worker_capacity")
+    return None if value is None else float(value)
 
 
 def measure_engine(server: Service, bare: BarePipeline, plan: Plan) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Turn a run's raw samples into the six figures: summaries, baselines and ratios."""
+"""Turn a run's raw samples into the figures: summaries, baselines and ratios."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from itertools import pairwise
 from typing import Any
 
+from .engine_figures import engine_targets, engines_figure, quality_figure
 from .goodput_report import goodput_figure, goodput_targets, scale_figure, scale_targets
 from .plan import FORMATS, SIZES, Plan
 from .stats import histogram_summary, ratio, summarize
@@ -36,7 +37,8 @@ def build_figures(raw: dict[str, Any], plan: Plan) -> dict[str, Any]:
         "cancellation": _cancellation(raw["cancellation"], idle),
         "goodput": goodput_figure(raw["goodput"]),
         "scale": scale_figure(raw["scale"]),
-        "engines": _engines(raw["engines"], idle),
+        "engines": engines_figure(raw["engines"], idle),
+        **({"quality": quality_figure(raw["quality"], plan.quality_sentences)} if "quality" in raw else {}),
     }
 
 
@@ -148,6 +150,11 @@ def _concurrency(sweep: dict[str, Any], idle: dict[str, Any]) -> dict[str, Any]:
         "levels": levels,
         "ratio": {str(level["streams"]): level["ratio"] for level in levels},
     }
+
+
+def _six_streams(figure: dict[str, Any]) -> float | None:
+    """Six concurrent medium streams' audio s per wall s over the bare pipeline's single stream."""
+    return figure["ratio"].get("6")
 
 
 def _overhead(idle: dict[str, Any], sweep: dict[str, Any], plain: dict[str, Any]) -> dict[str, Any]:
@@ -276,73 +283,14 @@ def _cancellation(cancellation: dict[str, Any], idle: dict[str, Any]) -> dict[st
     }
 
 
-def _engines(raw: dict[str, Any], idle: dict[str, Any]) -> dict[str, Any]:
-    """Figure 10: per engine, one-sentence first audio and long-text RTF over the bare pipeline's."""
-
-    def row(short: list[dict[str, Any]], short_bare: list[dict[str, Any]], long, long_bare) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-        first = summarize([r["first_audio_s"] for r in _ok(short)])
-        bare_first = summarize([b["first_result_s"] for b in short_bare])
-        rtf = summarize([r["total_s"] / r["audio_s"] for r in _ok(long) if r["audio_s"]])
-        bare_rtf = summarize([b["rtf"] for b in long_bare])
-        return {
-            "short_first_audio_s": first,
-            "short_first_audio_ratio": ratio(_p50(first), _p50(bare_first)),
-            "long_rtf": rtf,
-            "long_rtf_ratio": ratio(_p50(rtf), _p50(bare_rtf)),
-            "bare_short_first_result_s": bare_first,
-            "bare_long_rtf": bare_rtf,
-        }
-
-    short = [r for r in idle["requests"] if r["size"] == "short" and r["response_format"] == "pcm"]
-    long = [r for r in idle["requests"] if r["size"] == "long" and r["response_format"] == "pcm"]
-    engines = {
-        raw["default"] or "default": {
-            "source": "figures 1-2 (the default server)",
-            **row(
-                short,
-                [b for b in idle["bare"] if b["size"] == "short"],
-                [r for r in long if r["abandoned"] == "never"],
-                [b for b in idle["bare"] if b["size"] == "long"],
-            ),
-        }
-    }
-    if "torch" in raw:
-        data = raw["torch"]
-        engines.setdefault(
-            data["engine"] or "torch",
-            {
-                "source": "figure 10 (--engine torch)",
-                **row(data["short"], data["short_bare"], data["long"], data["long_bare"]),
-            },
-        )
-    return {
-        "what": "one-sentence (short) pcm first audio over the bare KPipeline's first result; long-text pcm "
-        "wall/audio over the bare KPipeline's, each against bare passes interleaved with its own samples",
-        "default": raw["default"],
-        "engines": engines,
-    }
-
-
-def _engine_targets(figure: dict[str, Any]) -> dict[str, Any]:
-    """The engine issue's targets, on the default engine."""
-    row = figure["engines"].get(figure["default"] or "default")
-    if row is None:
-        return {}
-    first, rtf = row["short_first_audio_ratio"], row["long_rtf_ratio"]
-    return {
-        "short_first_audio_ratio": {"value": first, "max": 0.55, "met": first is not None and first <= 0.55},
-        "long_rtf_ratio": {"value": rtf, "max": 0.55, "met": rtf is not None and rtf <= 0.55},
-    }
-
-
 def build_targets(figures: dict[str, Any]) -> dict[str, Any]:
-    """The issues' targets: the latency issue's on the long text, the goodput issue's on figures 7-8."""
+    """The issues' targets: the latency issue's on the long text, the goodput issue's, the engine issue's."""
     first = figures["time_to_first_audio"]["sizes"]["long"]["ratio"]["pcm"]
     total = figures["real_time_factor"]["sizes"]["long"]["total_ratio"]["pcm"]
     return {
         **goodput_targets(figures["goodput"]),
         **scale_targets(figures["scale"]),
-        **_engine_targets(figures["engines"]),
+        **engine_targets(figures["engines"], figures.get("quality"), _six_streams(figures["concurrency"])),
         "long_first_audio_ratio": {
             "value": first,
             "max": LONG_FIRST_AUDIO_MAX_RATIO,

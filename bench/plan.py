@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .texts import LISTENER_TEXTS, QUICK_LISTENER_TEXTS, QUICK_TEXTS, TEXTS
+from .texts import LISTENER_TEXTS, QUALITY_SENTENCES, QUICK_LISTENER_TEXTS, QUICK_TEXTS, TEXTS
 
 __all__ = ["FULL", "QUICK", "Plan"]
 
@@ -42,11 +42,16 @@ class Plan:
     emulated: tuple[str, ...]
     # Figure 8: concurrent streams on the emulated:200 worker.
     scale_streams: tuple[int, ...]
+    # Figure 10: simultaneous medium streams on a server with two workers of one thread each.
+    two_worker_streams: int
+    # Figure 11: sentences (as written, as heard) each engine variant speaks for the quality scores.
+    quality_sentences: tuple[tuple[str, str], ...]
 
     def describe(self) -> dict[str, Any]:
         data = asdict(self)
         data["texts"] = {size: {"chars": len(text), "text": text} for size, text in self.texts.items()}
         data["listener_texts"] = [len(text) for text in self.listener_texts]
+        data["quality_sentences"] = [text for text, _ in self.quality_sentences]
         return data
 
 
@@ -56,7 +61,7 @@ FULL = Plan(
     server_reps={"short": {"pcm": 3, "mp3": 3}, "medium": {"pcm": 1, "mp3": 1}, "long": {"pcm": 1, "mp3": 1}},
     bare_reps={"short": 3, "medium": 2, "long": 1},
     mp3_first_audio_only=("long",),
-    concurrency=(1, 2, 4, 8),
+    concurrency=(1, 2, 4, 6, 8),
     memory_requests=200,
     memory_concurrency=4,
     # tts-api stops within a chunk, so its trials are cheap; the plain server's follow-up trial waits
@@ -70,6 +75,8 @@ FULL = Plan(
     emulated_duration_s=90.0,
     emulated=("emulated:8", "emulated:32"),
     scale_streams=(64, 128),
+    two_worker_streams=6,
+    quality_sentences=QUALITY_SENTENCES,
 )
 
 QUICK = Plan(
@@ -90,4 +97,6 @@ QUICK = Plan(
     emulated_duration_s=8.0,
     emulated=("emulated:8",),
     scale_streams=(16,),
+    two_worker_streams=2,
+    quality_sentences=(QUALITY_SENTENCES[0], QUALITY_SENTENCES[3]),
 )

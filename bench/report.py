@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .engine_figures import engine_tables, engine_target_lines
 from .goodput_report import goodput_tables, scale_table
 from .plan import SIZES
 
@@ -69,7 +70,7 @@ def render_table(result: dict[str, Any]) -> str:
         _cancellation_table(figures["cancellation"]),
         *goodput_tables(figures["goodput"]),
         scale_table(figures["scale"]),
-        _engines_table(figures["engines"]),
+        *engine_tables(figures["engines"], figures.get("quality")),
     ):
         lines += [*table, ""]
     targets = result["targets"]
@@ -82,43 +83,8 @@ def render_table(result: dict[str, Any]) -> str:
     goodput = [(name, t) for name, t in targets.items() if name.startswith(("real_", "emulated_", "scale_"))]
     if goodput:
         lines.append("Targets (goodput, edf): " + "; ".join(f"{name} {_met(t)}" for name, t in goodput))
-    if "short_first_audio_ratio" in targets:
-        first_t, rtf_t = targets["short_first_audio_ratio"], targets["long_rtf_ratio"]
-        lines.append(
-            f"Targets (engine {figures['engines']['default']}): one-sentence first audio "
-            f"≤ {first_t['max']}× bare: {_x(first_t['value'])} ({_met(first_t)}); "
-            f"long-text RTF ≤ {rtf_t['max']}× bare: {_x(rtf_t['value'])} ({_met(rtf_t)})"
-        )
+    lines += engine_target_lines(figures["engines"]["default"], targets)
     return "\n".join(lines) + "\n"
-
-
-def _engines_table(figure: dict[str, Any]) -> list[str]:
-    rows = [
-        [
-            name + (" (default)" if name == figure["default"] else ""),
-            f"{_pp(data['short_first_audio_s'])} s",
-            _x(data["short_first_audio_ratio"]),
-            _pp(data["long_rtf"]),
-            _x(data["long_rtf_ratio"]),
-            data["source"],
-        ]
-        for name, data in figure["engines"].items()
-    ]
-    return [
-        "**10. Engines** (" + figure["what"] + ")",
-        "",
-        *_table(
-            [
-                "engine",
-                "one-sentence first audio p50 / p95",
-                "× bare",
-                "long RTF p50 / p95",
-                "× bare",
-                "from",
-            ],
-            rows,
-        ),
-    ]
 
 
 def _met(target: dict[str, Any]) -> str:

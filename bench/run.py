@@ -22,7 +22,7 @@ from tts_api.settings import Settings
 
 from .cancellation import measure_cancellation
 from .client import speak
-from .engines import engine_of, measure_engine
+from .engines import engine_of, measure_engine, worker_capacity
 from .figures import build_figures, build_targets
 from .goodput import measure_goodput, scenarios
 from .latency import measure_idle
@@ -30,6 +30,7 @@ from .machine import LoadMeter, describe_machine, server_torch_threads
 from .memory import measure_memory
 from .plan import FULL, QUICK, Plan
 from .processes import ROOT, Service
+from .quality import score_bare, score_server
 from .report import render_table, write_json
 from .scale import measure_scale
 from .sweep import measure_concurrency
@@ -124,6 +125,7 @@ def measure(
         bare.synthesize(MEMORY_PHRASES[0])
         raw["server_torch_threads"] = server_torch_threads(server.log())
         default_engine = engine_of(server)
+        default_capacity = worker_capacity(server)
 
         load.phase("idle requests")
         _progress(started, "figures 1, 2, 4: idle requests and bare pipeline, interleaved")
@@ -151,6 +153,13 @@ def measure(
         load.phase("memory")
         _progress(started, f"figure 5: {plan.memory_requests} mixed requests")
         raw["memory"] = measure_memory(server, plan.memory_requests, plan.memory_concurrency)
+
+        load.phase("quality")
+        _progress(started, f"figure 11: {len(plan.quality_sentences)} sentences, bare and {default_engine}")
+        raw["quality"] = {
+            "bare": score_bare(bare, plan.quality_sentences),
+            "variants": {default_engine or "default": score_server(server, plan.quality_sentences)},
+        }
         # Not in the background: a shutting-down tree takes CPU the plain server's timings would feel.
         load.phase("stopping tts-api", measured=False)
         server.stop()
@@ -172,19 +181,41 @@ def measure(
         )
         _stop_in_background(plain, stopping)
 
-        raw["engines"] = {"default": default_engine}
-        load.phase("engine torch", measured=False)
-        _progress(started, "figure 10: the torch engine beside the bare pipeline")
-        torch_server = Service.tts_api_server(
-            model_dir, logs, device, "--engine", "torch", name="tts-api-torch"
+        raw["engines"] = {"default": default_engine, "capacity": {"default": default_capacity}}
+        for variant, flags in (("torch", ("--engine", "torch")), ("untrimmed", ("--no-trim-silence",))):
+            load.phase(f"engine {variant}", measured=False)
+            _progress(started, f"figures 10-11: {' '.join(flags)} beside the bare pipeline")
+            other = Service.tts_api_server(model_dir, logs, device, *flags, name=f"tts-api-{variant}")
+            services.append(other)
+            other.wait_ready()
+            _warm_up(other, ("pcm",))
+            load.phase(f"engine {variant}")
+            raw["engines"][variant] = {
+                **measure_engine(other, bare, plan),
+                "capacity": worker_capacity(other),
+            }
+            name = variant if variant == "torch" else f"{raw['engines'][variant]['engine']}, {variant}"
+            if name not in raw["quality"]["variants"]:  # torch is the default where nothing is exported
+                raw["quality"]["variants"][name] = score_server(other, plan.quality_sentences)
+            load.phase(f"stopping engine {variant}", measured=False)
+            other.stop()
+
+        load.phase("engine two workers", measured=False)
+        streams = plan.two_worker_streams
+        _progress(started, f"figure 10: {streams} streams on two workers of one thread each")
+        two = Service.tts_api_server(
+            model_dir, logs, device, "--workers-per-device", "2", name="tts-api-two-workers"
         )
-        services.append(torch_server)
-        torch_server.wait_ready()
-        _warm_up(torch_server, ("pcm",))
-        load.phase("engine torch")
-        raw["engines"]["torch"] = measure_engine(torch_server, bare, plan)
-        load.phase("stopping engine torch", measured=False)
-        torch_server.stop()
+        services.append(two)
+        two.wait_ready()
+        _warm_up(two, ("pcm",))
+        load.phase("engine two workers")
+        raw["engines"]["two_workers"] = {
+            **measure_concurrency(two, plan.texts["medium"], (streams,)),
+            "capacity": worker_capacity(two),
+        }
+        load.phase("stopping engine two workers", measured=False)
+        two.stop()
 
         raw["goodput"] = {}
         for scenario in scenarios(plan.emulated, plan.listener_duration_s, plan.emulated_duration_s):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["LISTENER_TEXTS", "MEMORY_PHRASES", "QUICK_LISTENER_TEXTS", "QUICK_TEXTS", "TEXTS", "Size"]
+__all__ = [
+    "LISTENER_TEXTS",
+    "MEMORY_PHRASES",
+    "QUALITY_SENTENCES",
+    "QUICK_LISTENER_TEXTS",
+    "QUICK_TEXTS",
+    "TEXTS",
+    "Size",
+]
 
 # One sentence, short enough to be a single chunk for the server's planner and for KPipeline alike,
 # so that its time to first audio compares like with like (figure 4 relies on it).
@@ -90,3 +98,82 @@ LISTENER_TEXTS: tuple[str, ...] = (
 
 # The quick run's listeners: the same stories, one sentence each.
 QUICK_LISTENER_TEXTS: tuple[str, ...] = tuple(text.split(". ")[0] + "." for text in LISTENER_TEXTS)
+
+# The quality table's sentences (as written, and as PocketSphinx should hear them): one-word answers and
+# greetings (where edge silence is most of the clip), questions, numbers, lists, quotes, abbreviations and
+# a paragraph.
+QUALITY_SENTENCES: tuple[tuple[str, str], ...] = (
+    ("Yes.", "yes"),
+    ("No.", "no"),
+    ("Thanks!", "thanks"),
+    ("Hello there!", "hello there"),
+    ("Absolutely, I'd be happy to.", "absolutely i'd be happy to"),
+    ("Good morning, how can I help you today?", "good morning how can i help you today"),
+    ("Is the meeting at three or at four?", "is the meeting at three or at four"),
+    ("Wait... are you serious?", "wait are you serious"),
+    (
+        "Why would anyone leave the door open in the middle of winter?",
+        "why would anyone leave the door open in the middle of winter",
+    ),
+    ("Ready? Set. Go!", "ready set go"),
+    (
+        "The total comes to $1,249.99, including tax.",
+        "the total comes to one thousand two hundred forty nine dollars and ninety nine cents including tax",
+    ),
+    (
+        "Call me at 555-0123 after 6 p.m. on Friday.",
+        "call me at five five five zero one two three after six p m on friday",
+    ),
+    (
+        "In 1969, Apollo 11 landed on the Moon, 384,400 kilometers away.",
+        "in nineteen sixty nine apollo eleven landed on the moon three hundred eighty four thousand four "
+        "hundred kilometers away",
+    ),
+    (
+        "Our revenue grew 12.5% year over year, beating expectations.",
+        "our revenue grew twelve point five percent year over year beating expectations",
+    ),
+    (
+        "Dr. Smith arrives on Jan. 5th at 10:30 a.m.",
+        "doctor smith arrives on january fifth at ten thirty a m",
+    ),
+    (
+        "You'll need eggs, flour, sugar, butter, and a pinch of salt.",
+        "you'll need eggs flour sugar butter and a pinch of salt",
+    ),
+    (
+        "First, open the app; second, tap Settings; third, choose Privacy.",
+        "first open the app second tap settings third choose privacy",
+    ),
+    (
+        "Please remember to bring your passport, your ticket, and a pen.",
+        "please remember to bring your passport your ticket and a pen",
+    ),
+    (
+        'She whispered, "Don\'t let go," and the train pulled away.',
+        "she whispered don't let go and the train pulled away",
+    ),
+    (
+        "Error 404: the page you requested could not be found.",
+        "error four oh four the page you requested could not be found",
+    ),
+    (
+        "Turn left at the second light, then keep going for about two miles.",
+        "turn left at the second light then keep going for about two miles",
+    ),
+    ("The quick brown fox jumps over the lazy dog.", "the quick brown fox jumps over the lazy dog"),
+    (
+        "It was, without a doubt, the best pizza I have ever eaten.",
+        "it was without a doubt the best pizza i have ever eaten",
+    ),
+    (
+        "The old lighthouse stood at the edge of the cliff for more than a century. Every night its beam "
+        "swept across the dark water, warning sailors away from the rocks below. When the keeper finally "
+        "retired, the town voted to keep the light burning, and volunteers took turns climbing the narrow "
+        "stairs.",
+        "the old lighthouse stood at the edge of the cliff for more than a century every night its beam "
+        "swept across the dark water warning sailors away from the rocks below when the keeper finally "
+        "retired the town voted to keep the light burning and volunteers took turns climbing the narrow "
+        "stairs",
+    ),
+)

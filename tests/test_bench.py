@@ -169,15 +169,34 @@ def test_plots_and_the_table_are_written(quick: QuickRun) -> None:
     assert "5. Memory" in table and "6. Cancellation" in table
     assert "7. Goodput, real engine" in table and "7. Goodput, emulated:8" in table
     assert "8. The serving path at scale" in table and "9. Cancellation under load" in table
-    assert "10. Engines" in table
+    assert "10. Engines" in table and "11. Speech quality" in table
 
 
 def test_engines_compare_the_default_engine_and_torch_with_the_bare_pipeline(quick: QuickRun) -> None:
     figure = quick.figures["engines"]
     assert figure["default"] in ("onnx", "torch")
     assert "torch" in figure["engines"]
+    assert f"{figure['default']}, untrimmed" in figure["engines"]
     for data in figure["engines"].values():
         assert data["short_first_audio_ratio"] > 0 and data["long_rtf_ratio"] > 0
+        assert data["capacity"] > 0  # the worker's own start-up measure
+    assert figure["capacity_gain_from_trimming"] > 0
+    two = figure["two_workers"]
+    assert two["streams"] == 2 and two["errors"] == 0 and two["ratio"] > 0 and two["capacity"] > 0
+    assert {"short_first_audio_ratio", "capacity_gain_from_trimming", "ovrl_worst_gap"} <= set(
+        quick.result["targets"]
+    )
+
+
+def test_quality_scores_every_variant_against_the_bare_pipeline(quick: QuickRun) -> None:
+    figure = quick.figures["quality"]
+    default = quick.figures["engines"]["default"]
+    assert {default, f"{default}, untrimmed"} <= set(figure["variants"])
+    for scores in (figure["bare"], *figure["variants"].values()):
+        assert 1.0 <= scores["ovrl"] <= 5.0 and 1.0 <= scores["p808"] <= 5.0
+        assert scores["wer"] >= 0.0
+    raw = quick.result["raw"]["quality"]
+    assert len(raw["bare"]) == len(quick.result["plan"]["quality_sentences"]) == 2
 
 
 def test_goodput_compares_both_policies_on_the_real_and_the_emulated_engine(quick: QuickRun) -> None:

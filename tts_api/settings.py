@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # like a worker that feeds N real-time listeners (load tests; see synth/emulated.py).
     engine: str = "auto"
     workers_per_device: int = Field(default=1, ge=1)
+    # Skip synthesizing the silence Kokoro pads each chunk with, beyond what the seams keep; off only to
+    # measure what it saves (the joined stream follows the same rules either way).
+    trim_silence: bool = True
     api_servers: int | None = Field(
         default=None, ge=1, description="uvicorn processes; default one per worker"
     )

@@ -19,7 +19,7 @@ from ..text.planning import Growth
 from ..text.segmentation import Script
 from ..voices import VoiceBlend
 from .speech import RawPiece, Utterance
-from .vocoders import SpeechModel, choose_vocoder
+from .vocoders import EDGE_TRIM, SpeechModel, choose_vocoder
 
 __all__ = ["KokoroEngine"]
 
@@ -36,7 +36,8 @@ class KokoroEngine:
 
     Responsibilities: load the model and voices from a model directory, build G2P pipelines
     lazily (English up front), mix and cache voice blends, render chunks with a request's own
-    random generator (explicit: seeds reproduce audio however requests interleave).
+    random generator (explicit: seeds reproduce audio however requests interleave). `trim_silence`
+    keeps the decoder from making the edge silence the seams would cut (off only to compare).
     """
 
     def __init__(
@@ -46,12 +47,14 @@ class KokoroEngine:
         *,
         engine: ModelEngine = "auto",
         threads: int = 1,
+        trim_silence: bool = True,
         preload_languages: str = "a",
     ) -> None:
         self.files = ModelDir(Path(model_dir)).require()
         self.device = device
         kmodel = load_model(self.files, device)
-        self.model = SpeechModel(kmodel, choose_vocoder(engine, kmodel, self.files, threads))
+        vocoder = choose_vocoder(engine, kmodel, self.files, threads)
+        self.model = SpeechModel(kmodel, vocoder, EDGE_TRIM if trim_silence else None)
         self._pipelines: dict[str, KPipeline] = {}
         self._voices: OrderedDict[str, torch.Tensor] = OrderedDict()
         for lang_code in preload_languages:

@@ -224,4 +224,7 @@ def _load_engine(settings: Settings, device: str) -> tuple[SpeechEngine, int]:
     threads = settings.torch_threads or max(1, available_cpus() // settings.workers_per_device)
     torch.set_num_threads(threads)
     model_engine = cast(ModelEngine, settings.engine)
-    return KokoroEngine(settings.model_dir, device, engine=model_engine, threads=threads), threads
+    engine = KokoroEngine(
+        settings.model_dir, device, engine=model_engine, threads=threads, trim_silence=settings.trim_silence
+    )
+    return engine, threads
