@@ -1,1 +1,1 @@
-"""Runs in LitServe's inference workers: the LitAPI, its loop, the scheduler, the cancel watch, the runtime."""
+"""LitServe's inference workers: the LitAPI, its loop, the scheduler, the cancel watch, the runtime."""
