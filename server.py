@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         logger.error("%s", exc)
         return 1
     try:
-        with shared_state() as shared, wyoming_child(settings):
+        with shared_state() as state, wyoming_child(settings):
+            shared = state.shared
             server = build_server(settings, shared)
             GracefulShutdown(shared.board, settings.drain_grace_s).install()
             server.run(
