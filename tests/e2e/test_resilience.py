@@ -2,6 +2,8 @@
 
 - a worker killed mid-stream: its client sees a failure within seconds, a replacement starts, /health
   says so meanwhile, the next request succeeds, nothing is left on the board;
+- every request gives its place on the board back, however it ends: its worker dies after the client
+  left, or while the client reads nothing; the manager answers its admission too late;
 - SIGTERM: new requests are refused, the stream in flight finishes, every process exits with 0; with a
   short grace period the stream in flight is cut visibly instead;
 - a client that stops reading: synthesis stays a bounded amount ahead of it, then it is cut.
@@ -9,20 +11,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from tests.rawclient import metrics, wait_for
+from tests.rawclient import RawRequest, metrics, wait_for
 from tts_api.processes import ServerProcess
 
 pytestmark = pytest.mark.server
@@ -30,10 +33,56 @@ SPEECH = "/v1/audio/speech"
 PCM_BYTES_PER_S = 48_000
 LONG_TEXT = " ".join(f"Sentence {i} keeps this stream going for quite a while longer." for i in range(60))
 MAX_LEAD_S = 4.0
+IDLE_TIMEOUT_S = 6.0  # long enough to kill a worker while its client is stalled, before the cut
+BOARD = "tts_cancel_board_entries"
+CHUNKS = "tts_chunks_synthesized_total"
 
 
 def workers(server: ServerProcess) -> list[psutil.Process]:
-    return [p for p in server.tree() if "spawn_main" in " ".join(p.cmdline())]
+    """The live worker processes (a killed one may linger as a zombie until LitServe reaps it)."""
+    found = []
+    for process in server.tree():
+        with contextlib.suppress(psutil.Error):
+            if "spawn_main" in " ".join(process.cmdline()):
+                found.append(process)
+    return found
+
+
+def shared_state_manager(server: ServerProcess) -> psutil.Process:
+    """Main's first forked child: the shared state's manager (LitServe's and the HTTP servers come later)."""
+    main = psutil.Process(server.process.pid)
+    forked = [p for p in main.children() if p.cmdline() == main.cmdline()]
+    return min(forked, key=lambda p: (p.create_time(), p.pid))
+
+
+def idle(server: ServerProcess) -> None:
+    wait_for(lambda: metrics(server.url)[BOARD] == 0, 30, "an idle server")
+
+
+def replaced(server: ServerProcess, victim: psutil.Process) -> None:
+    """Wait until a new worker serves in place of `victim` (LitServe notices a death within seconds)."""
+    wait_for(
+        lambda: (
+            [w for w in workers(server) if w.pid != victim.pid]
+            and httpx.get(server.url + "/health", timeout=5).status_code == 200
+        ),
+        240,
+        "a replacement",
+    )
+
+
+def steady(read: Callable[[], float], quiet_s: float, timeout: float, what: str) -> float:
+    """Poll `read` until its value has not changed for `quiet_s`; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last, since = read(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        value = read()
+        if value != last:
+            last, since = value, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return value
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +91,7 @@ def resilient_server(
 ) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("logs") / "resilient.log"
     server = ServerProcess.tts_api(
-        tiny_model_dir, log, "--max-lead", str(MAX_LEAD_S), "--idle-timeout", "3"
+        tiny_model_dir, log, "--max-lead", str(MAX_LEAD_S), "--idle-timeout", str(IDLE_TIMEOUT_S)
     ).wait_ready()
     yield server
     server.stop()
@@ -87,6 +136,66 @@ def test_a_killed_worker_fails_its_stream_visibly_and_is_replaced(resilient_serv
     )
     assert response.status_code == 200 and len(response.content) > 0
     assert wait_for(lambda: metrics(server.url)["tts_cancel_board_entries"] == 0, 10, "an empty board")
+
+
+def test_a_worker_that_dies_after_its_client_left_gives_the_place_back(
+    resilient_server: ServerProcess,
+) -> None:
+    server = resilient_server
+    idle(server)
+    (victim,) = workers(server)
+    client = RawRequest(server.url + SPEECH, {"input": LONG_TEXT, "response_format": "pcm"})
+    client.read_until_body()
+    victim.suspend()  # it can no longer read the board: it will never see that its client left
+    try:
+        client.close()
+        time.sleep(2)  # the front hears the disconnect, marks the entry cancelled and stops watching
+    finally:
+        victim.kill()
+    wait_for(lambda: metrics(server.url)[BOARD] == 0, 15, "the dead worker's place to be given back")
+    replaced(server, victim)
+
+
+def test_a_stalled_event_stream_whose_worker_dies_gives_the_place_back(
+    resilient_server: ServerProcess,
+) -> None:
+    """The worker-lost error cannot reach a client that reads nothing; its place goes back regardless."""
+    server = resilient_server
+    idle(server)
+    (victim,) = workers(server)
+    body = json.dumps({"input": LONG_TEXT, "response_format": "pcm", "stream_format": "sse"}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up soon
+    sock.settimeout(60)
+    sock.connect(("127.0.0.1", server.port))
+    try:
+        head = f"POST {SPEECH} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        assert sock.recv(1024)  # the stream started; from now on the client takes nothing
+        # The sockets fill, the relay blocks, the lead limit holds the worker: no more chunks.
+        steady(lambda: metrics(server.url)[CHUNKS], 1.5, 120, "the worker to be held by the stalled client")
+        victim.kill()
+        wait_for(lambda: metrics(server.url)[BOARD] == 0, 15, "the dead worker's place to be given back")
+    finally:
+        sock.close()
+    replaced(server, victim)
+
+
+def test_an_admission_the_manager_answers_too_late_gives_the_place_back(
+    resilient_server: ServerProcess,
+) -> None:
+    server = resilient_server
+    idle(server)
+    manager = shared_state_manager(server)
+    manager.suspend()  # slow: busy, swapping, or stopped for a moment
+    try:
+        refused = httpx.post(
+            server.url + SPEECH, json={"input": "Too slow.", "response_format": "pcm"}, timeout=30
+        )
+    finally:
+        manager.resume()  # and now it answers "admitted", to nobody
+    assert refused.status_code == 503 and refused.headers["retry-after"]
+    wait_for(lambda: metrics(server.url)[BOARD] == 0, 15, "the late admission's place to be given back")
 
 
 def test_a_client_that_stops_reading_is_held_to_a_bounded_lead_then_cut(

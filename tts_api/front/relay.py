@@ -2,7 +2,9 @@
 
 Raw audio bytes, SSE or NDJSON events (audio deltas, word timestamps, done), or one complete file with
 Content-Length, each with the right Content-Type. A failure is made visible: a JSON error if nothing was
-sent yet, an SSE error event, or an aborted connection (never a clean end of a short file).
+sent yet, an SSE error event, or an aborted connection (never a clean end of a short file). What the
+frames say about the job (which worker has it, how much the client took, that it ended) goes to the
+request's Lease, which owns its place on the board.
 """
 
 from __future__ import annotations
@@ -12,19 +14,18 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import psutil
 from starlette.types import Message, Send
 
 from ..errors import InvalidRequest, TTSError
 from ..formats import MEDIA_TYPES
 from ..ipc.frames import Frame, FrameError, Ticket
+from ..ipc.workers import WorkerProcess
 from ..schemas import SpeechRequest
+from .lease import Lease
 
-__all__ = ["ClientStalled", "Relay", "WorkerProcess", "error_response", "relay_for"]
+__all__ = ["ClientStalled", "Relay", "error_response", "relay_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,27 +43,12 @@ class ClientStalled(Exception):
     """Raised when the client took none of the response for longer than the idle timeout."""
 
 
-@dataclass(frozen=True)
-class WorkerProcess:
-    """The worker process that took a request, as its start frame named it."""
-
-    pid: int
-    created: float  # its start time: a later process that reuses the pid is not the same worker
-
-    def alive(self) -> bool:
-        try:
-            process = psutil.Process(self.pid)
-            return process.create_time() == self.created and process.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
-
-
 class Relay:
     """Receives what LitServe sends for one request and answers the client in the requested shape.
 
-    Subclasses decide what audio, the end and an error look like on the wire. `delivered` is told how
-    many seconds of audio the client has taken (the worker's backpressure); a send the client does not
-    take for `idle_timeout_s` raises ClientStalled.
+    Subclasses decide what audio, the end and an error look like on the wire. A send the client does
+    not take for `idle_timeout_s` raises ClientStalled. `release` frees what the relay holds, however
+    the request ended.
     """
 
     def __init__(
@@ -72,33 +58,24 @@ class Relay:
         send: Send,
         received_at: float,
         *,
-        delivered: Callable[[float], None],
+        lease: Lease,
         idle_timeout_s: float,
     ) -> None:
         self.speech = speech
         self.ticket = ticket
         self._send = send
         self.received_at = received_at
-        self.delivered = delivered
+        self.lease = lease
         self.idle_timeout_s = idle_timeout_s
-        self.worker: WorkerProcess | None = None
         self.started = False  # the client's response has begun
-        self.finished = False  # nothing more goes to the client
-        self.abandoned = False
-        self.refused_by_litserve = False
+        self.finished = False  # the response is complete or cut: nothing more goes to the client
         self.first_audio_s: float | None = None
         self.delivery_s: list[float] = []
-        self.audio_bytes_sent = 0
         self._inner_status = 200
         self._inner_body: list[bytes] = []
 
-    @property
-    def bytes_per_second(self) -> float:
-        """Rough encoded bytes per audio second, for log lines (exact for pcm)."""
-        return 48_000.0 if self.speech.response_format in ("pcm", "wav") else 8_000.0
-
     async def __call__(self, message: Message) -> None:
-        if self.finished:
+        if self.finished or self.lease.ended == "cancelled":  # over, or the client left
             return
         if message["type"] == "http.response.start":
             self._inner_status = message["status"]  # held back: our headers go out with the first audio
@@ -111,6 +88,7 @@ class Relay:
             await self._on_item(chunk)
         if not more and not self.finished:
             # LitServe ended the stream without our end frame: the worker crashed or timed out.
+            self.lease.close()
             await self.fail(
                 TTSError(f"speech synthesis stopped unexpectedly (request id {self.ticket.request_id})")
             )
@@ -125,25 +103,25 @@ class Relay:
             self.delivery_s.append(max(0.0, time.time() - frame.sent_at))
             if self.first_audio_s is None:
                 self.first_audio_s = time.monotonic() - self.received_at
-            audio = frame.audio
-            self.audio_bytes_sent += len(audio)
-            await self.on_audio(audio)
-            self.delivered(frame.audio_end_s)
+            await self.on_audio(frame.audio)
+            self.lease.delivered(frame.audio_end_s)
         elif frame.kind == "start":
             data = frame.data()
-            self.worker = WorkerProcess(int(data["pid"]), float(data["created"]))
+            self.lease.working(WorkerProcess(int(data["pid"]), float(data["created"])))
         elif frame.kind == "words":
             await self.on_words(frame.data())
         elif frame.kind == "end":
             # Everything is synthesized: a client that hangs up while the last bytes go out cancels nothing.
+            self.lease.close()
             self.finished = True
             await self.on_end(frame)
         else:
+            self.lease.close()  # the worker ended the job with this error
             await self.fail(frame.error())
 
     async def _relay_inner_error(self, chunk: bytes, more: bool) -> None:
         """LitServe itself refused the request (auth, its own 500): pass it on in the OpenAI shape."""
-        self.refused_by_litserve = True
+        self.lease.close()  # never queued: no worker will close it
         self._inner_body.append(chunk)
         if more:
             return
@@ -154,8 +132,8 @@ class Relay:
         error = TTSError(str(detail or "request failed"), status=self._inner_status)
         if self._inner_status < 500:
             error.type = InvalidRequest.type
-        await error_response(self.send, error)
         self.finished = True
+        await error_response(self.send, error)
 
     async def send(self, message: Message) -> None:
         """Send to the client; ClientStalled if it takes nothing for the idle timeout."""
@@ -175,12 +153,16 @@ class Relay:
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def fail(self, error: TTSError) -> None:
+        """End the response with `error`, as visibly as what was sent already allows."""
         logger.error("request %s failed: %s", self.ticket.request_id, error.message)
         self.finished = True
         if not self.started:
             await error_response(self.send, error)
         else:
             await self.on_error_after_start(error)
+
+    def release(self) -> None:
+        """Free what the relay holds (called once the request is over, however it ended)."""
 
     async def on_audio(self, data: bytes) -> None:
         raise NotImplementedError
