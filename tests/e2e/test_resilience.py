@@ -4,6 +4,7 @@
   says so meanwhile, the next request succeeds, nothing is left on the board;
 - every request gives its place on the board back, however it ends: its worker dies after the client
   left, or while the client reads nothing; the manager answers its admission too late;
+- a whole file longer than the lead limit completes (its client takes nothing before the end);
 - SIGTERM: new requests are refused, the stream in flight finishes, every process exits with 0; with a
   short grace period the stream in flight is cut visibly instead;
 - a client that stops reading: synthesis stays a bounded amount ahead of it, then it is cut.
@@ -12,12 +13,14 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
 import socket
 import threading
 import time
+import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +28,7 @@ import httpx
 import psutil
 import pytest
 
+from tests.audio_check import decode
 from tests.rawclient import RawRequest, metrics, wait_for
 from tts_api.processes import ServerProcess
 
@@ -35,6 +39,9 @@ LONG_TEXT = " ".join(f"Sentence {i} keeps this stream going for quite a while lo
 MAX_LEAD_S = 4.0
 IDLE_TIMEOUT_S = 6.0  # long enough to kill a worker while its client is stalled, before the cut
 BOARD = "tts_cancel_board_entries"
+# A whole file's decoded length: its MP3 has a LAME header, its AAC (ADTS) cannot say the priming.
+PRIMING = {"aac": 1024}
+FRAME = {"mp3": 576, "aac": 1024, "opus": 480, "flac": 0, "wav": 0, "pcm": 0}
 CHUNKS = "tts_chunks_synthesized_total"
 
 
@@ -196,6 +203,26 @@ def test_an_admission_the_manager_answers_too_late_gives_the_place_back(
         manager.resume()  # and now it answers "admitted", to nobody
     assert refused.status_code == 503 and refused.headers["retry-after"]
     wait_for(lambda: metrics(server.url)[BOARD] == 0, 15, "the late admission's place to be given back")
+
+
+# One per way a worker makes a whole file: its encoder keeps the bytes to the end (MP3, and alike FLAC,
+# Opus, AAC), it streams a WAV whose header the front completes, or it streams (pcm).
+@pytest.mark.parametrize("fmt", ["mp3", "wav", "pcm"])
+def test_a_whole_file_longer_than_the_lead_limit_completes(
+    resilient_server: ServerProcess, tiny_expected: Callable[..., int], fmt: str
+) -> None:
+    """Its client takes nothing before the end: the lead limit must not hold its synthesis back."""
+    text = "\n".join(f"Line {i} of a file that is longer than the lead limit." for i in range(6))
+    assert tiny_expected(text) > 2 * MAX_LEAD_S * 24_000
+    body = {"input": text, "response_format": fmt, "stream": False, "seed": 1}
+    response = httpx.post(resilient_server.url + SPEECH, json=body, timeout=60)
+    assert response.status_code == 200
+    assert int(response.headers["content-length"]) == len(response.content)
+    samples, rate = decode(response.content, fmt)
+    assert abs(len(samples) * 24_000 // rate - tiny_expected(text) - PRIMING.get(fmt, 0)) <= FRAME[fmt]
+    if fmt == "wav":
+        with wave.open(io.BytesIO(response.content)) as audio:  # trusts the header's sizes
+            assert audio.getnframes() == tiny_expected(text)
 
 
 def test_a_client_that_stops_reading_is_held_to_a_bounded_lead_then_cut(

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 
 import pytest
@@ -440,3 +441,57 @@ def test_a_stalled_client_whose_worker_dies_gives_its_place_back() -> None:
     asyncio.run(asyncio.wait_for(gateway(scope, receive, send), 10))
     assert not completed(sent)
     assert eventually(lambda: shared.board.size() == 0), "the dead worker's place was never given back"
+
+
+def test_a_whole_file_is_built_on_disk_not_in_memory() -> None:
+    """50 MB of audio in 200 frames: the HTTP process holds a few MB of it at most, never the file."""
+    piece = bytes(range(256)) * 1024  # 256 KiB
+    frames = 200
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        ticket = Ticket.from_dict(json.loads((await receive())["body"])[TICKET_KEY])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(frames):
+            frame = ticket.audio_frame(piece, audio_end_s=(i + 1) * len(piece) / 48_000)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": ticket.end_frame(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    received = {"bytes": 0, "messages": 0, "ok": True}
+
+    async def client_send(message: dict) -> None:  # a client that checks and drops what it gets
+        if message["type"] == "http.response.start":
+            received["length"] = int(dict(message["headers"])[b"content-length"])
+            return
+        body = message.get("body", b"")
+        received["ok"] = received["ok"] and all(
+            body[i : i + len(piece)] == piece[: len(body) - i] for i in range(0, len(body), len(piece))
+        )
+        received["bytes"] += len(body)
+        received["messages"] += 1
+
+    tracemalloc.start()
+    try:
+        run_with_send(app, {"input": "hi", "stream": False, "response_format": "pcm"}, client_send)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    total = frames * len(piece)
+    assert peak < 16 * 1024 * 1024, f"{peak / 2**20:.0f} MiB held for a {total / 2**20:.0f} MiB file"
+    assert received["length"] == received["bytes"] == total and received["ok"]
+    assert received["messages"] > 1  # sent in pieces as the client takes them
+
+
+def run_with_send(app: Callable, request: dict, send: Callable) -> None:
+    shared = Shared(board=StreamBoard(), counters=Counters())
+    gateway = SpeechGateway(app, context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=1)
+    messages = [{"type": "http.request", "body": json.dumps(request).encode(), "more_body": False}]
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": []}
+    asyncio.run(gateway(scope, receive, send))

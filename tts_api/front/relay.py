@@ -13,21 +13,26 @@ import asyncio
 import base64
 import json
 import logging
+import tempfile
 import time
 from typing import Any
 
 from starlette.types import Message, Send
 
 from ..errors import InvalidRequest, TTSError
-from ..formats import MEDIA_TYPES
+from ..formats import MEDIA_TYPES, WAV_HEADER_BYTES, wav_size_fields
 from ..ipc.frames import Frame, FrameError, Ticket
 from ..ipc.workers import WorkerProcess
 from ..schemas import SpeechRequest
 from .lease import Lease
 
-__all__ = ["ClientStalled", "Relay", "error_response", "relay_for"]
+__all__ = ["SPOOL_MEMORY_BYTES", "ClientStalled", "Relay", "error_response", "relay_for"]
 
 logger = logging.getLogger(__name__)
+
+# A whole file stays in memory up to this size, then moves to a temporary file on disk.
+SPOOL_MEMORY_BYTES = 4 * 1024 * 1024
+_SEND_PIECE_BYTES = 256 * 1024  # a whole file goes out in pieces of this size, as the client takes them
 
 
 async def error_response(send: Send, error: TTSError) -> None:
@@ -100,10 +105,11 @@ class Relay:
             await self.fail(TTSError(str(exc)))
             return
         if frame.kind == "audio":
-            self.delivery_s.append(max(0.0, time.time() - frame.sent_at))
-            if self.first_audio_s is None:
-                self.first_audio_s = time.monotonic() - self.received_at
-            await self.on_audio(frame.audio)
+            if frame.audio:  # a whole file's frame may only say how far the audio has come
+                self.delivery_s.append(max(0.0, time.time() - frame.sent_at))
+                if self.first_audio_s is None:
+                    self.first_audio_s = time.monotonic() - self.received_at
+                await self.on_audio(frame.audio)
             self.lease.delivered(frame.audio_end_s)
         elif frame.kind == "start":
             data = frame.data()
@@ -222,22 +228,48 @@ class _EventStream(Relay):
 
 
 class _WholeFile(Relay):
-    """`stream: false`: the complete file in one response with Content-Length."""
+    """`stream: false`: the complete file in one response with Content-Length.
+
+    The file is built in a temporary file that stays in memory up to SPOOL_MEMORY_BYTES and moves to
+    disk beyond, then goes out in pieces as the client takes them. Audio written to it counts as taken by
+    the client (`delivered`): what the lead limit bounds is memory, and this audio no longer holds any
+    (nor does audio a worker's encoder keeps for a file's end). A WAV comes with the streamed header,
+    whose sizes say "unknown": the true ones are written in before the file goes out.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._parts: list[bytes] = []
+        # Closed by `release`, however the request ends (the gateway calls it).
+        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, prefix="tts-whole-")  # noqa: SIM115
+        self._size = 0
 
     async def on_audio(self, data: bytes) -> None:
-        self._parts.append(data)
+        # In a thread: past the memory threshold this is a disk write, and the loop serves everyone.
+        await asyncio.to_thread(self._file.write, data)
+        self._size += len(data)
 
     async def on_end(self, end: Frame) -> None:
-        data = b"".join(self._parts)
-        self._parts.clear()
+        if self.speech.response_format == "wav" and self._size >= WAV_HEADER_BYTES:
+            await asyncio.to_thread(self._write_wav_sizes)
         await self.start(
-            MEDIA_TYPES[self.speech.response_format], [(b"content-length", str(len(data)).encode())]
+            MEDIA_TYPES[self.speech.response_format], [(b"content-length", str(self._size).encode())]
         )
-        await self.body(data, more=False)
+        await asyncio.to_thread(self._file.seek, 0)
+        piece = await asyncio.to_thread(self._file.read, _SEND_PIECE_BYTES)
+        while True:
+            following = await asyncio.to_thread(self._file.read, _SEND_PIECE_BYTES) if piece else b""
+            await self.body(piece, more=bool(following))
+            if not following:
+                return
+            piece = following
+
+    def _write_wav_sizes(self) -> None:
+        for offset, field in wav_size_fields(self._size):
+            self._file.seek(offset)
+            self._file.write(field)
+
+    def release(self) -> None:
+        self._file.close()
 
 
 def relay_for(speech: SpeechRequest, *args: Any, **kwargs: Any) -> Relay:
