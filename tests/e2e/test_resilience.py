@@ -4,10 +4,12 @@
   says so meanwhile, the next request succeeds, nothing is left on the board;
 - every request gives its place on the board back, however it ends: its worker dies after the client
   left, or while the client reads nothing; the manager answers its admission too late;
-- a whole file longer than the lead limit completes (its client takes nothing before the end);
-- SIGTERM: new requests are refused, the stream in flight finishes, every process exits with 0; with a
+- a stop (SIGTERM to the main process, SIGTERM or Ctrl-C's SIGINT to the whole process group): new
+  requests are refused, the stream in flight finishes, every process ends by itself, exit code 0; with a
   short grace period the stream in flight is cut visibly instead;
-- a client that stops reading: synthesis stays a bounded amount ahead of it, then it is cut.
+- the shared-state manager dies: the server stops every process and exits non-zero, without a crash loop;
+- a client that stops reading: synthesis stays a bounded amount ahead of it, then it is cut;
+- a whole file longer than the lead limit completes (its client takes nothing before the end).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pytest
 
 from tests.audio_check import decode
 from tests.rawclient import RawRequest, metrics, wait_for
-from tts_api.processes import ServerProcess
+from tts_api.processes import ServerProcess, free_port
 
 pytestmark = pytest.mark.server
 SPEECH = "/v1/audio/speech"
@@ -279,16 +281,41 @@ MEDIUM_TEXT = " ".join(
 )
 
 
-@pytest.mark.parametrize("grace", ["120", "0.5"], ids=["finishes-in-grace", "cut-after-grace"])
-def test_sigterm_drains_then_exits_cleanly(tiny_model_dir: Path, tmp_path: Path, grace: str) -> None:
-    server = ServerProcess.tts_api(
-        tiny_model_dir, tmp_path / "server.log", "--drain-grace", grace
-    ).wait_ready()
+# How a server is stopped in the wild. Each stop drains and then ends every process, exit code 0, nothing
+# left for anyone to kill, whichever processes the signal reached.
+STOPS = {
+    # `docker stop`, `kill PID`: SIGTERM to the main process only; two workers and two HTTP servers.
+    "docker-stop": (signal.SIGTERM, False, "120", ["--workers-per-device", "2", "--api-servers", "2"]),
+    # systemd's default KillMode=control-group, `kill -- -PGID`: SIGTERM to every process, the Wyoming
+    # child included; a stream in flight finishes all the same.
+    "systemd-stop": (signal.SIGTERM, True, "120", ["--wyoming-port"]),
+    # Ctrl-C in a terminal: SIGINT to every process; a short grace cuts the stream in flight, visibly.
+    "ctrl-c": (signal.SIGINT, True, "0.5", []),
+}
+
+
+@pytest.mark.parametrize("how", list(STOPS))
+def test_a_stop_drains_then_ends_every_process(tiny_model_dir: Path, tmp_path: Path, how: str) -> None:
+    sig, whole_group, grace, extra = STOPS[how]
+    wyoming = free_port() if "--wyoming-port" in extra else None
+    args = [*extra, str(wyoming)] if wyoming else extra
+    server = ServerProcess.tts_api(tiny_model_dir, tmp_path / "server.log", "--drain-grace", grace, *args)
+    server.wait_ready()
+    if wyoming:
+        wait_for(lambda: listening(wyoming), 30, "the Wyoming service")
     processes = server.tree()
+    if wyoming:
+        assert [p for p in processes if "tts_api.wyoming" in p.cmdline()]
+    if how == "docker-stop":
+        # main, two managers (ours, LitServe's), the resource tracker, 2 workers, 2 HTTP servers
+        assert len(processes) >= 8, [p.cmdline() for p in processes]
     outcome: dict[str, object] = {}
     text = LONG_TEXT if grace == "0.5" else MEDIUM_TEXT
     thread = _start_stream(server, text, outcome)
-    os.kill(server.process.pid, signal.SIGTERM)  # like `docker stop`: only the main process is signalled
+    if whole_group:
+        os.killpg(server.process.pid, sig)
+    else:
+        os.kill(server.process.pid, sig)
     refused = wait_for(
         lambda: (
             (r := httpx.post(server.url + SPEECH, json={"input": "Too late."}, timeout=10)).status_code == 503
@@ -298,6 +325,9 @@ def test_sigterm_drains_then_exits_cleanly(tiny_model_dir: Path, tmp_path: Path,
         "new requests to be refused",
     )
     assert refused.headers["retry-after"]
+    assert httpx.get(server.url + "/health", timeout=10).json()["status"] == "draining"
+    if wyoming:
+        assert listening(wyoming), "the Wyoming service stopped before the drain ended"
     thread.join(120)
     events = outcome["events"]
     assert isinstance(events, list)
@@ -305,7 +335,35 @@ def test_sigterm_drains_then_exits_cleanly(tiny_model_dir: Path, tmp_path: Path,
         assert events[-1]["type"] == "speech.audio.done", "the request in flight should have finished"
     else:
         assert events[-1]["type"] == "error" and "shutting down" in str(events[-1]), events[-1]
-    assert server.process.wait(timeout=60) == 0, server.log()[-3000:]
+    assert server.process.wait(timeout=120) == 0, server.log()[-3000:]
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert alive == [], f"left behind: {alive}"  # each ended by itself: nothing needs killing
+    assert server.stop() == []
+    if wyoming:
+        assert not listening(wyoming)
+    assert "Traceback" not in server.log()
+
+
+def test_a_dead_manager_stops_the_server_with_a_failure_exit_code(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The shared state is gone: no crash loop of workers reloading the model, no limping on. Every process
+    stops, and the exit code tells the supervisor to start the server afresh."""
+    server = ServerProcess.tts_api(tiny_model_dir, tmp_path / "server.log").wait_ready()
+    processes = server.tree()
+    manager = shared_state_manager(server)
+    manager.kill()
+    with contextlib.suppress(httpx.TransportError):  # it may already have stopped listening
+        health = httpx.get(server.url + "/health", timeout=10)
+        assert (health.status_code, health.json()["status"]) == (503, "unavailable")
+    assert server.process.wait(timeout=60) == 1, server.log()[-3000:]  # as README says
     _, alive = psutil.wait_procs(processes, timeout=10)
     assert alive == [], f"left behind: {alive}"
+    errors = [line for line in server.log().splitlines() if " ERROR " in line and str(manager.pid) in line]
+    assert errors, "no error line names the process that died"
     server.stop()
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
