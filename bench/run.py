@@ -150,6 +150,11 @@ def measure(
         load.phase("memory")
         _progress(started, f"figure 5: {plan.memory_requests} mixed requests")
         raw["memory"] = measure_memory(server, plan.memory_requests, plan.memory_concurrency)
+        raw["engines"] = {"default": default_engine}
+        if default_engine == "torch":  # no ONNX export (the tiny model): this server is the torch one
+            load.phase("engine torch")
+            _progress(started, "figure 10: the torch engine (the default here) beside the bare pipeline")
+            raw["engines"]["torch"] = measure_engine(server, bare, plan)
         # Not in the background: a shutting-down tree takes CPU the plain server's timings would feel.
         load.phase("stopping tts-api", measured=False)
         server.stop()
@@ -171,19 +176,19 @@ def measure(
         )
         _stop_in_background(plain, stopping)
 
-        raw["engines"] = {"default": default_engine}
-        load.phase("engine torch", measured=False)
-        _progress(started, "figure 10: the torch engine beside the bare pipeline")
-        torch_server = Service.tts_api_server(
-            model_dir, logs, device, "--engine", "torch", name="tts-api-torch"
-        )
-        services.append(torch_server)
-        torch_server.wait_ready()
-        _warm_up(torch_server, ("pcm",))
-        load.phase("engine torch")
-        raw["engines"]["torch"] = measure_engine(torch_server, bare, plan)
-        load.phase("stopping engine torch", measured=False)
-        torch_server.stop()
+        if "torch" not in raw["engines"]:
+            load.phase("engine torch", measured=False)
+            _progress(started, "figure 10: the torch engine beside the bare pipeline")
+            torch_server = Service.tts_api_server(
+                model_dir, logs, device, "--engine", "torch", name="tts-api-torch"
+            )
+            services.append(torch_server)
+            torch_server.wait_ready()
+            _warm_up(torch_server, ("pcm",))
+            load.phase("engine torch")
+            raw["engines"]["torch"] = measure_engine(torch_server, bare, plan)
+            load.phase("stopping engine torch", measured=False)
+            torch_server.stop()
 
         raw["listeners"] = {}
         capacity = None

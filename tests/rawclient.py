@@ -32,12 +32,15 @@ class RawRequest:
         self.sock.sendall("\r\n".join(lines).encode() + payload)
         self.received = b""
 
-    def read_until_body(self, min_body_bytes: int = 1) -> bytes:
-        """Block until the headers and at least `min_body_bytes` of body have arrived."""
+    def read_until_body(self, min_body_bytes: int = 1, timeout: float = 120.0) -> bytes:
+        """Block until the headers and at least `min_body_bytes` of body have arrived (`timeout` in all)."""
+        deadline = time.monotonic() + timeout
         while True:
             head, sep, body = self.received.partition(b"\r\n\r\n")
             if sep and len(body) >= min_body_bytes:
                 return head
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no response body after {timeout} s; got {self.received[:300]!r}")
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise ConnectionError(f"server closed the connection; got {self.received[:300]!r}")
@@ -59,6 +62,11 @@ def metrics(url: str) -> dict[str, float]:
             if family.type != "histogram":
                 totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
     return {**totals, **values}
+
+
+def worker_logged(log: str, request_id: str) -> list[str]:
+    """The lines a worker logged about `request_id` (its cancellation, say): traced, whatever the wording."""
+    return [line for line in log.splitlines() if " inference-worker[" in line and request_id in line]
 
 
 def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
