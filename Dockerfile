@@ -2,7 +2,7 @@
 #
 #   docker build -t tts-api .
 #   docker run --rm -p 8000:8000 -p 10200:10200 tts-api        # then open http://localhost:8000/
-#   docker stop -t 40 <container>                              # SIGTERM: requests in flight get 30 s
+#   docker stop -t 70 <container>                              # SIGTERM: requests in flight get 30 s
 #
 # TORCH_SPEC is what pip installs first, as in the Makefile: the same default, which is the CPU build
 # where the package index serves it; on PyPI itself pass a CPU or CUDA wheel index, e.g.

@@ -103,8 +103,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     from tts_api.app import build_server
     from tts_api.ipc.manager import shared_state
+    from tts_api.ipc.stopping import StopFlag
     from tts_api.model.assets import AssetError, build_model_dir, export_engine
     from tts_api.model.layout import ModelDir, ModelDirError
+    from tts_api.watchdog import EXIT_LOST, Watchdog
     from tts_api.wyoming.child import wyoming_child
 
     try:
@@ -119,10 +121,25 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except (AssetError, ModelDirError) as exc:
         logger.error("%s", exc)
         return 1
+    watchdog: Watchdog | None = None
+    stopping: StopFlag | None = None
     try:
-        with shared_state() as shared, wyoming_child(settings):
+        with shared_state() as state, wyoming_child(settings):
+            shared = state.shared
+            stopping = shared.stopping
             server = build_server(settings, shared)
-            GracefulShutdown(shared.board, settings.drain_grace_s).install()
+            shutdown = GracefulShutdown(shared.board, settings.drain_grace_s)
+            watchdog = Watchdog(
+                shared.board,
+                lambda: {
+                    "the shared-state manager process": state.process,
+                    "LitServe's manager process": server.manager_process,
+                },
+                shared.stopping,
+                on_lost=shutdown.abort,
+            )
+            shutdown.install()
+            watchdog.start()
             server.run(
                 host=settings.host,
                 port=settings.port,
@@ -135,9 +152,18 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             )
     except KeyboardInterrupt:
         pass
+    except (EOFError, ConnectionError) as exc:
+        # LitServe's main thread waits on its manager: it broke off (the watchdog may not have seen it yet).
+        logger.error(
+            "LitServe's manager process went away (%s); stopped every process (exit code %d) for the "
+            "supervisor to restart the server",
+            type(exc).__name__,
+            EXIT_LOST,
+        )
+        return EXIT_LOST
     finally:
-        stop_children()
-    return 0
+        stop_children(stopping)
+    return EXIT_LOST if watchdog is not None and watchdog.lost else 0
 
 
 if __name__ == "__main__":

@@ -160,6 +160,11 @@ def measure(
             "bare": score_bare(bare, plan.quality_sentences),
             "variants": {default_engine or "default": score_server(server, plan.quality_sentences)},
         }
+        raw["engines"] = {"default": default_engine, "capacity": {"default": default_capacity}}
+        if default_engine == "torch":  # no ONNX export (the tiny model): this server is the torch one
+            load.phase("engine torch")
+            _progress(started, "figure 10: the torch engine (the default here) beside the bare pipeline")
+            raw["engines"]["torch"] = {**measure_engine(server, bare, plan), "capacity": default_capacity}
         # Not in the background: a shutting-down tree takes CPU the plain server's timings would feel.
         load.phase("stopping tts-api", measured=False)
         server.stop()
@@ -181,8 +186,9 @@ def measure(
         )
         _stop_in_background(plain, stopping)
 
-        raw["engines"] = {"default": default_engine, "capacity": {"default": default_capacity}}
         for variant, flags in (("torch", ("--engine", "torch")), ("untrimmed", ("--no-trim-silence",))):
+            if variant in raw["engines"]:
+                continue
             load.phase(f"engine {variant}", measured=False)
             _progress(started, f"figures 10-11: {' '.join(flags)} beside the bare pipeline")
             other = Service.tts_api_server(model_dir, logs, device, *flags, name=f"tts-api-{variant}")

@@ -11,7 +11,7 @@ import pytest
 
 from tests.tiny_model import build_tiny_model_dir, tiny_samples
 from tts_api.model.layout import ModelDir
-from tts_api.processes import ServerProcess
+from tts_api.processes import ServerProcess, free_port
 from tts_api.settings import Settings
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -46,10 +46,22 @@ def real_model_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server on the tiny model, shared by the tests that need no special configuration."""
+def tiny_wyoming_port() -> int:
+    """Where tiny_server serves the Wyoming protocol."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def tiny_server(
+    tiny_model_dir: Path, tiny_wyoming_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One server on the tiny model, shared by the tests that need no special configuration; it serves
+    Wyoming too (tests/wyoming/), which changes nothing for the others."""
     server = ServerProcess.tts_api(
-        tiny_model_dir, tmp_path_factory.mktemp("logs") / "tiny-server.log"
+        tiny_model_dir,
+        tmp_path_factory.mktemp("logs") / "tiny-server.log",
+        "--wyoming-port",
+        str(tiny_wyoming_port),
     ).wait_ready()
     yield server
     server.stop()

@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 import os
 import pty
+import select
 import subprocess
 import sys
+import time
 import wave
 from collections.abc import Callable
 from importlib import import_module
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
+from tests.rawclient import silent_server
+from tts_api import cli as cli_module
 from tts_api.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from tts_api.processes import ROOT, ServerProcess, free_port
 
@@ -105,6 +110,37 @@ def test_no_server_exits_1_and_says_so(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [("nothing", "is busy"), ("close", "the connection to the server")],
+    ids=["nothing-within-the-timeout", "connection-closed"],
+)
+@pytest.mark.parametrize("command", [["say", TEXT], ["voices"]], ids=["say", "voices"])
+def test_a_server_that_does_not_answer_exits_1_and_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    answer: Literal["nothing", "close"],
+    message: str,
+    command: list[str],
+) -> None:
+    monkeypatch.setattr(cli_module, "READ_TIMEOUT_S", 1.0)  # the default of --timeout
+    output = ["-o", str(tmp_path / "out.wav")] if command[0] == "say" else []
+    with silent_server(answer) as url:
+        code = cli_module.main(["--server", url, *command, *output])
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILED, err
+    assert message in err and url in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_read_timeout_is_the_users_to_set(capsys: pytest.CaptureFixture[str]) -> None:
+    with silent_server("nothing") as url:
+        code = cli_module.main(["--server", url, "--timeout", "0.5", "voices"])
+    assert code == EXIT_FAILED
+    assert "sent no audio within 0.5 s" in capsys.readouterr().err
+
+
 def test_voices_lists_languages_voices_and_openai_names(tiny_server: ServerProcess) -> None:
     result = cli("voices", "--server", tiny_server.url)
     assert result.returncode == EXIT_OK, result.stderr
@@ -138,7 +174,8 @@ def test_a_long_text_shows_a_progress_bar_on_a_terminal(tiny_server: ServerProce
     )
     os.close(stderr)
     shown = b""
-    while True:
+    deadline = time.monotonic() + 60
+    while select.select([terminal], [], [], max(0.0, deadline - time.monotonic()))[0]:
         try:
             data = os.read(terminal, 4096)
         except OSError:  # the other side closed

@@ -15,6 +15,7 @@ import pytest
 
 from tts_api.processes import ROOT
 from tts_api.settings import Settings
+from tts_api.shutdown import stop_budget_s
 
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -41,6 +42,16 @@ def _final_stage() -> list[str]:
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     last_from = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
     return lines[last_from:]
+
+
+def image_settings(**environment: str) -> Settings:
+    """The server's settings in the image: its ENV's TTS_* variables, then `environment` over them."""
+    variables = {}
+    for line in _final_stage():
+        if line.startswith("ENV "):
+            variables.update(re.findall(r"(TTS_[A-Z_]+)=(\S+)", line))
+    variables.update(environment)
+    return Settings(**{name.removeprefix("TTS_").lower(): value for name, value in variables.items()})
 
 
 def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
@@ -106,10 +117,15 @@ def test_every_copied_path_is_in_the_build_context() -> None:
     assert excluded(".venv") and excluded("tests") and excluded(".git")
 
 
-def test_compose_publishes_both_ports_and_waits_out_the_drain() -> None:
+def test_compose_publishes_both_ports_and_waits_out_the_whole_stop() -> None:
+    """Docker kills what is left after `stop_grace_period`: it must cover the drain and every process's
+    stop after it (shutdown.stop_budget_s), with the image's and the compose file's settings."""
     yaml = pytest.importorskip("yaml")
     service = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["tts-api"]
     assert {"8000:8000", "10200:10200"} <= set(service["ports"])
     assert "TORCH_SPEC" in service["build"]["args"]
+    assert service["restart"] == "unless-stopped"  # a server that stops on a lost manager comes back
+    settings = image_settings(**service["environment"])
+    assert settings.wyoming_port == 10200 and settings.drain_grace_s == 30
     grace_s = int(service["stop_grace_period"].rstrip("s"))
-    assert grace_s > Settings().drain_grace_s
+    assert grace_s >= stop_budget_s(settings), (grace_s, stop_budget_s(settings))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import litserve as ls
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from litserve.connector import check_cuda_with_nvidia_smi
@@ -14,7 +13,9 @@ from .front.gateway import SpeechGateway
 from .front.openapi import describe_api
 from .front.page import add_page
 from .front.routes import add_routes
+from .front.signals import StopSignalGuard
 from .ipc.manager import Shared
+from .litserver import SpeechLitServer
 from .model.layout import ModelDir
 from .schemas import RequestContext
 from .settings import Settings
@@ -36,7 +37,7 @@ def resolve_accelerator(settings: Settings) -> str:
     return "cuda" if check_cuda_with_nvidia_smi() > 0 else "cpu"
 
 
-def build_server(settings: Settings, shared: Shared) -> ls.LitServer:
+def build_server(settings: Settings, shared: Shared) -> SpeechLitServer:
     """A LitServer ready to `run()`: workers load the model, the gateway guards the speech route."""
     files = ModelDir(settings.model_dir).require()
     context = RequestContext(
@@ -52,21 +53,24 @@ def build_server(settings: Settings, shared: Shared) -> ls.LitServer:
         "max_pending": settings.max_pending,
         "idle_timeout_s": settings.idle_timeout_s,
     }
-    server = ls.LitServer(
+    server = SpeechLitServer(
         SpeechAPI(settings, shared),
         accelerator=accelerator,
         devices="auto" if accelerator == "cuda" else 1,
         workers_per_device=settings.workers_per_device,
         # LitServe's timeout only bounds queue wait and turns into an empty 200 when streaming.
         timeout=False,
-        # Starlette runs the last added outermost: request ids, then the API key, then the gateway.
+        # Starlette runs the last added outermost: request ids, then the API key, then the gateway; the
+        # stop-signal guard acts once, at lifespan start-up.
         middlewares=[
             (SpeechGateway, gateway),
             (ApiKeyAuth, {"api_key": settings.api_key.get_secret_value() if settings.api_key else None}),
             (RequestIds, {}),
+            (StopSignalGuard, {"stopping": shared.stopping}),
         ],
         # A worker that dies is replaced; the gateway fails the requests it held (LitServe cannot).
         restart_workers=True,
+        stopping=shared.stopping,
     )
     # LitServe's own /, /health and /info cannot see draining or say which worker is down: ours replace them.
     server.app.router.routes[:] = [

@@ -28,10 +28,10 @@ from .clients.http import (
     VoiceList,
     auth_headers,
     check_response,
-    unreachable,
+    transport_failure,
 )
 from .clients.speech import Audio, Words, speech_events
-from .formats import ResponseFormat
+from .formats import WAV_HEADER_BYTES, ResponseFormat, wav_size_fields
 from .terminal import ProgressBar, is_terminal
 from .voices import LANGUAGE_NAMES
 
@@ -44,8 +44,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 LONG_TEXT_CHARS = 200  # shorter texts finish before a progress bar would tell anything
 CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 300.0  # a request may wait in the server's queue behind others
-WAV_HEADER_BYTES = 44  # the server's streamed WAV header, whose sizes say "unknown length"
+READ_TIMEOUT_S = 300.0  # a request may wait in the server's queue behind others (--timeout)
 SUFFIX_FORMATS: dict[str, ResponseFormat] = {
     **{f".{fmt}": fmt for fmt in get_args(ResponseFormat)},
     ".ogg": "opus",
@@ -69,6 +68,13 @@ def _server_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         "--api-key",
         default=os.environ.get("TTS_API_KEY") if defaults else argparse.SUPPRESS,
         help="the server's API key, if it needs one (default: $TTS_API_KEY)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=READ_TIMEOUT_S if defaults else argparse.SUPPRESS,
+        metavar="SECONDS",
+        help=f"seconds to wait for audio: a busy server queues requests (default {READ_TIMEOUT_S:g})",
     )
 
 
@@ -128,7 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "wyoming":
             from .wyoming.service import run_service
 
-            return run_service(args.server, args.host, args.port, voice=args.voice, api_key=args.api_key)
+            return run_service(
+                args.server,
+                args.host,
+                args.port,
+                voice=args.voice,
+                api_key=args.api_key,
+                read_timeout_s=args.timeout,
+            )
         return serve([*args.args, *rest])
     except UsageError as exc:
         print(f"tts-api: {exc}", file=sys.stderr)
@@ -151,12 +164,12 @@ def main(argv: list[str] | None = None) -> int:
 @contextlib.contextmanager
 def _client(args: argparse.Namespace) -> Iterator[httpx.Client]:
     server = args.server.rstrip("/")
-    timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    timeout = httpx.Timeout(args.timeout, connect=CONNECT_TIMEOUT_S)
     with httpx.Client(base_url=server, headers=auth_headers(args.api_key), timeout=timeout) as client:
         try:
             yield client
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise unreachable(server, exc) from exc
+        except httpx.HTTPError as exc:  # refused, nothing within the timeout, a broken connection
+            raise transport_failure(client, exc) from exc
 
 
 # ----- say -------------------------------------------------------------------------------------------
@@ -245,10 +258,9 @@ def _write_file(
 
 def _fix_wav_sizes(out: BinaryIO, size: int) -> None:
     """A streamed WAV says "unknown length"; a file can say the truth (stdlib `wave` needs it)."""
-    out.seek(4)
-    out.write((size - 8).to_bytes(4, "little"))
-    out.seek(40)
-    out.write((size - WAV_HEADER_BYTES).to_bytes(4, "little"))
+    for offset, field in wav_size_fields(size):
+        out.seek(offset)
+        out.write(field)
 
 
 # ----- voices ----------------------------------------------------------------------------------------

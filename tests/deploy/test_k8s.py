@@ -14,13 +14,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.test_container import image_settings
 from tts_api.ipc.counters import METRICS
 from tts_api.settings import Settings
+from tts_api.shutdown import stop_budget_s
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 # The oldest Kubernetes still in common support and the newest the validator knows.
 VERSIONS = ("1.30", kubernetes_validate.utils.latest_version())
-MARGIN_S = 5  # processes need a moment to exit after the drain ends
 
 
 def load(name: str) -> dict[str, Any]:
@@ -83,11 +84,16 @@ def test_probes_ask_the_servers_health_on_its_port() -> None:
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, "room for a first model build"
 
 
-def test_termination_grace_covers_the_prestop_and_the_drain() -> None:
+def test_termination_grace_covers_the_prestop_and_the_whole_stop() -> None:
+    """The kubelet kills what is left after `terminationGracePeriodSeconds`, counted from the preStop
+    hook: it must cover the hook, the drain and every process's stop after it (shutdown.stop_budget_s),
+    with the settings the pod runs with (the image's, then the manifest's)."""
     pod = objects()["Deployment"]["spec"]["template"]["spec"]
     sleep_s = int(container()["lifecycle"]["preStop"]["exec"]["command"][-1])
-    drain_s = float(env()["TTS_DRAIN_GRACE_S"])
-    assert pod["terminationGracePeriodSeconds"] >= sleep_s + drain_s + MARGIN_S
+    settings = image_settings(**env())
+    assert settings.drain_grace_s == float(env()["TTS_DRAIN_GRACE_S"])
+    budget_s = sleep_s + stop_budget_s(settings)
+    assert pod["terminationGracePeriodSeconds"] >= budget_s, (pod["terminationGracePeriodSeconds"], budget_s)
 
 
 def test_torch_threads_match_the_cpu_the_pod_gets() -> None:

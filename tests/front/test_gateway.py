@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 
 import pytest
@@ -18,7 +19,7 @@ from tts_api.front.gateway import SpeechGateway
 from tts_api.ipc.counters import Counters
 from tts_api.ipc.frames import TICKET_KEY, Ticket
 from tts_api.ipc.manager import Shared
-from tts_api.ipc.streams import StreamBoard
+from tts_api.ipc.streams import Admission, StreamBoard
 from tts_api.schemas import RequestContext
 from tts_api.voices import VoiceCatalogue
 
@@ -195,10 +196,11 @@ def test_admission_is_refused_with_retry_after_when_the_board_is_full() -> None:
     assert json.loads(body_of(sent))["error"]["code"] == "server_overloaded"
 
 
-def test_an_admitted_request_is_on_the_board_until_the_worker_closes_it() -> None:
+def test_a_completed_request_gives_its_place_back_even_if_its_worker_does_not() -> None:
     shared = Shared(board=StreamBoard(), counters=Counters())
     call([b"audio", END], {"input": "hi"}, shared=shared)
-    assert shared.board.size() == 1  # the scripted worker never closes it; a real one always does
+    # The scripted worker never closes it (a real one always does; closing twice is harmless).
+    assert eventually(lambda: shared.board.size() == 0)
 
 
 def test_a_client_that_leaves_mid_stream_is_cancelled_on_the_board() -> None:
@@ -276,20 +278,24 @@ def test_a_draining_server_refuses_new_requests_with_503() -> None:
 
 def test_the_board_learns_how_much_audio_the_client_has_taken() -> None:
     shared = Shared(board=StreamBoard(), counters=Counters())
-    keys: list[str] = []
+    learned: list[float] = []
 
     async def app(scope: dict, receive: Callable, send: Callable) -> None:
         ticket = Ticket.from_dict(json.loads((await receive())["body"])[TICKET_KEY])
-        keys.append(ticket.key)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         for end_s in (0.5, 1.75):
             frame = ticket.audio_frame(b"\x00" * 10, audio_end_s=end_s)
             await send({"type": "http.response.body", "body": frame, "more_body": True})
+        for _ in range(500):  # while the request is in flight (its end gives the place back)
+            learned[:] = [shared.board.poll([ticket.key])[ticket.key].delivered_s]
+            if learned == [1.75]:
+                break
+            await asyncio.sleep(0.01)
         await send({"type": "http.response.body", "body": ticket.end_frame(), "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     run_gateway(app, {"input": "hi", "response_format": "pcm"}, shared)
-    assert eventually(lambda: shared.board.poll(keys)[keys[0]].delivered_s == 1.75)
+    assert learned == [1.75]
 
 
 def test_a_client_that_reads_nothing_for_the_idle_timeout_is_cut_and_cancelled() -> None:
@@ -361,3 +367,131 @@ def test_a_request_whose_worker_process_died_fails_visibly_within_seconds(audio_
         assert status == 503 and b"retry-after" in headers
         assert json.loads(body_of(sent))["error"]["code"] == "worker_lost"
     assert eventually(lambda: shared.board.size() == 0)  # nothing left on the board
+
+
+class SlowBoard(StreamBoard):
+    """A board whose manager answers admissions late (busy, swapping, stopped for a moment)."""
+
+    def open(self, key: str, limit: int) -> Admission:
+        time.sleep(0.5)
+        return super().open(key, limit)
+
+
+def test_an_admission_answered_after_the_deadline_gives_its_place_back() -> None:
+    shared = Shared(board=SlowBoard(), counters=Counters())
+    seen: list[dict] = []
+    gateway = RequestIds(
+        SpeechGateway(
+            litserve_like([END], seen), context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=1
+        )
+    )
+    gateway.app.ipc.timeout_s = 0.05  # the client is answered 503 long before the board answers
+    sent: list[dict] = []
+    messages = [{"type": "http.request", "body": json.dumps({"input": "hi"}).encode(), "more_body": False}]
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": []}
+    asyncio.run(gateway(scope, receive, send))
+    assert status_and_headers(sent)[0] == 503 and seen == []
+    time.sleep(0.6)  # the late "admitted" lands
+    assert eventually(lambda: shared.board.size() == 0), "the late admission kept a place nobody uses"
+
+
+def test_a_stalled_client_whose_worker_dies_gives_its_place_back() -> None:
+    """The error for a dead worker cannot reach a client that reads nothing: the place goes back anyway."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    shared = Shared(board=StreamBoard(), counters=Counters())
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        ticket = Ticket.from_dict(json.loads((await receive())["body"])[TICKET_KEY])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send(
+            {"type": "http.response.body", "body": ticket.start_frame(dead.pid, 1.0), "more_body": True}
+        )
+        frame = ticket.audio_frame(b"\x01\x02", audio_end_s=0.1)
+        await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await asyncio.sleep(3600)  # LitServe would wait forever for a worker that is gone
+
+    sent: list[dict] = []
+    gateway = SpeechGateway(
+        app, context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=1, idle_timeout_s=0.3
+    )
+    messages = [
+        {"type": "http.request", "body": json.dumps({"input": "hi", "stream_format": "sse"}).encode()}
+    ]
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.body" and len(sent) >= 2:
+            await asyncio.sleep(3600)  # the client's socket is full: nothing more is taken
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": []}
+    asyncio.run(asyncio.wait_for(gateway(scope, receive, send), 10))
+    assert not completed(sent)
+    assert eventually(lambda: shared.board.size() == 0), "the dead worker's place was never given back"
+
+
+def test_a_whole_file_is_built_on_disk_not_in_memory() -> None:
+    """50 MB of audio in 200 frames: the HTTP process holds a few MB of it at most, never the file."""
+    piece = bytes(range(256)) * 1024  # 256 KiB
+    frames = 200
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        ticket = Ticket.from_dict(json.loads((await receive())["body"])[TICKET_KEY])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(frames):
+            frame = ticket.audio_frame(piece, audio_end_s=(i + 1) * len(piece) / 48_000)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": ticket.end_frame(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    received = {"bytes": 0, "messages": 0, "ok": True}
+
+    async def client_send(message: dict) -> None:  # a client that checks and drops what it gets
+        if message["type"] == "http.response.start":
+            received["length"] = int(dict(message["headers"])[b"content-length"])
+            return
+        body = message.get("body", b"")
+        received["ok"] = received["ok"] and all(
+            body[i : i + len(piece)] == piece[: len(body) - i] for i in range(0, len(body), len(piece))
+        )
+        received["bytes"] += len(body)
+        received["messages"] += 1
+
+    tracemalloc.start()
+    try:
+        run_with_send(app, {"input": "hi", "stream": False, "response_format": "pcm"}, client_send)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    total = frames * len(piece)
+    assert peak < 16 * 1024 * 1024, f"{peak / 2**20:.0f} MiB held for a {total / 2**20:.0f} MiB file"
+    assert received["length"] == received["bytes"] == total and received["ok"]
+    assert received["messages"] > 1  # sent in pieces as the client takes them
+
+
+def run_with_send(app: Callable, request: dict, send: Callable) -> None:
+    shared = Shared(board=StreamBoard(), counters=Counters())
+    gateway = SpeechGateway(app, context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=1)
+    messages = [{"type": "http.request", "body": json.dumps(request).encode(), "more_body": False}]
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": []}
+    asyncio.run(gateway(scope, receive, send))

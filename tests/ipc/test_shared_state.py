@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import psutil
 import pytest
 
 from tts_api.front.metrics import render
@@ -12,6 +18,7 @@ from tts_api.ipc.counters import Counters
 from tts_api.ipc.frames import FrameError, Ticket
 from tts_api.ipc.manager import Shared, shared_state
 from tts_api.ipc.streams import StreamBoard
+from tts_api.ipc.workers import WorkerProcess
 
 
 def test_a_cancel_reaches_an_open_request_and_closing_forgets_it() -> None:
@@ -99,7 +106,8 @@ def _worker(shared: Shared, key: str) -> None:
 
 
 def test_the_shared_objects_work_from_a_spawned_process() -> None:
-    with shared_state() as shared:
+    with shared_state() as state:
+        shared = state.shared
         assert shared.board.open("job", 5) == "admitted"
         assert shared.board.cancel("job")
         child = multiprocessing.get_context("spawn").Process(target=_worker, args=(shared, "job"))
@@ -135,3 +143,32 @@ def test_counters_take_labels_as_keywords_and_refuse_unknown_names() -> None:
         counters.add("tts_no_such_thing_total")
     text = render(counters.snapshot(), {}).decode()
     assert 'tts_requests_rejected_total{status="400"} 3.0' in text
+
+
+def test_the_manager_ignores_stop_signals_meant_for_main() -> None:
+    """A signal to the whole process group (systemd, `kill -- -PGID`, Ctrl-C) reaches the manager too;
+    main drains with it, so it must keep answering until main shuts it down."""
+    with shared_state() as state:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            os.kill(state.process.pid, sig)
+        time.sleep(0.5)  # a signal is handled at once; give a dying process time to go
+        assert state.process.is_alive()
+        assert state.shared.board.open("after", 5) == "admitted"
+
+
+def test_the_board_closes_the_entries_of_a_worker_that_died() -> None:
+    """After a client left, nobody watches its worker; if that worker dies, the board frees the place."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    me = psutil.Process()
+    board = StreamBoard()
+    for key in ("left", "running", "queued"):
+        board.open(key, limit=10)
+    board.claim("left", WorkerProcess(dead.pid, 1.0))
+    board.cancel("left")
+    board.claim("running", WorkerProcess(me.pid, me.create_time()))
+    assert board.reap() == 1
+    assert board.poll(["left"])["left"].status == "gone"
+    assert board.size() == 2  # a live worker's entry and one no worker has taken yet stay
+    board.claim("never-opened", WorkerProcess(dead.pid, 1.0))  # a late claim opens nothing
+    assert board.size() == 2

@@ -2,6 +2,7 @@
 
 Each test speaks the protocol as Home Assistant does: `describe`, `synthesize`, and the streaming
 `synthesize-start` / `synthesize-chunk`s / `synthesize` (sent for compatibility) / `synthesize-stop`.
+The server is the shared tiny_server; how the service stops with it is in tests/e2e/test_resilience.py.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import contextlib
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
-import psutil
 import pytest
 from wyoming.audio import AudioChunk, AudioStart
 from wyoming.client import AsyncTcpClient
@@ -46,15 +45,9 @@ class Wyoming:
 
 
 @pytest.fixture(scope="module")
-def wyoming(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wyoming]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("logs") / "wyoming-server.log"
-    server = ServerProcess.tts_api(tiny_model_dir, log, "--wyoming-port", str(port)).wait_ready()
-    try:
-        wait_for(lambda: _listening(port), 30, f"the Wyoming service on port {port}")
-        yield Wyoming(port, server)
-    finally:
-        server.stop()
+def wyoming(tiny_server: ServerProcess, tiny_wyoming_port: int) -> Wyoming:
+    wait_for(lambda: _listening(tiny_wyoming_port), 30, f"the Wyoming service on port {tiny_wyoming_port}")
+    return Wyoming(tiny_wyoming_port, tiny_server)
 
 
 def _listening(port: int) -> bool:
@@ -63,14 +56,18 @@ def _listening(port: int) -> bool:
 
 
 async def _read_until(client: AsyncTcpClient, last: str) -> list[Event]:
-    """Every event up to and including the first of type `last` (or an error)."""
+    """Every event up to and including the first of type `last` (or an error), within READ_TIMEOUT_S."""
     events: list[Event] = []
-    while True:
-        event = await client.read_event()
-        assert event is not None, f"the connection closed before {last}; got {[e.type for e in events]}"
-        events.append(event)
-        if event.type in (last, "error"):
-            return events
+
+    async def read() -> list[Event]:
+        while True:
+            event = await client.read_event()
+            assert event is not None, f"the connection closed before {last}; got {[e.type for e in events]}"
+            events.append(event)
+            if event.type in (last, "error"):
+                return events
+
+    return await asyncio.wait_for(read(), READ_TIMEOUT_S)
 
 
 def _pcm(events: list[Event]) -> bytes:
@@ -198,14 +195,3 @@ def test_the_service_also_runs_alone_from_the_cli(wyoming: Wyoming) -> None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         process.wait()
-
-
-def test_stopping_the_server_stops_the_wyoming_service(wyoming: Wyoming) -> None:
-    """Last in this file: it stops the module's server."""
-    children = [p for p in wyoming.http.tree() if any("tts_api.wyoming" in part for part in p.cmdline())]
-    assert len(children) == 1
-    killed = wyoming.http.stop()
-    assert killed == []  # nothing had to be killed: the server stopped its child itself
-    assert not children[0].is_running() or children[0].status() == psutil.STATUS_ZOMBIE
-    assert "Wyoming service stopped" in wyoming.http.log()
-    assert not _listening(wyoming.port)

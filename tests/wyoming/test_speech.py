@@ -1,13 +1,24 @@
-"""Which voice a Wyoming request gets: the one named, the default, or one that speaks the language."""
+"""Which voice a Wyoming request gets (the one named, the default, or one that speaks the language), and what
+a client hears when the server does not answer."""
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
+from typing import Literal
 
 import pytest
-from wyoming.tts import SynthesizeVoice
+from wyoming.client import AsyncTcpClient
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.server import AsyncTcpServer
+from wyoming.tts import Synthesize, SynthesizeVoice
 
+from tests.rawclient import silent_server
 from tts_api.clients.http import ServerVoice, VoiceList
+from tts_api.processes import free_port
+from tts_api.wyoming import speech as speech_module
+from tts_api.wyoming.handler import SpeechHandler
 from tts_api.wyoming.speech import SpeechServer, UnknownLanguage
 
 VOICES = VoiceList(
@@ -57,3 +68,36 @@ def test_the_voice_is_the_named_one_else_one_that_speaks_the_language(
 def test_a_language_no_voice_speaks_is_refused(language: str) -> None:
     with pytest.raises(UnknownLanguage, match=repr(language)):
         choose(SynthesizeVoice(language=language))
+
+
+async def _synthesize_through(url: str) -> list[Event]:
+    """Run the Wyoming service for the server at `url`; one client asks for speech; every event it got."""
+    server = SpeechServer(url, default_voice="af_heart")
+    port = free_port()
+    tcp = AsyncTcpServer("127.0.0.1", port)
+    await tcp.start(partial(SpeechHandler, server=server))
+    events: list[Event] = []
+    try:
+        async with AsyncTcpClient("127.0.0.1", port, read_timeout=30) as client:
+            await client.write_event(Synthesize(text="Hello there.").event())
+            while (event := await client.read_event()) is not None:
+                events.append(event)
+    finally:
+        await tcp.stop()
+        await server.aclose()
+    return events
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [("nothing", "is busy"), ("close", "the connection to the server")],
+    ids=["nothing-within-the-timeout", "connection-closed"],
+)
+def test_a_server_that_does_not_answer_is_an_error_event(
+    monkeypatch: pytest.MonkeyPatch, answer: Literal["nothing", "close"], message: str
+) -> None:
+    monkeypatch.setattr(speech_module, "READ_TIMEOUT_S", 1.0)
+    with silent_server(answer) as url:
+        events = asyncio.run(asyncio.wait_for(_synthesize_through(url), 60))
+    assert [e.type for e in events] == ["error"], "the client must hear why, not see the connection drop"
+    assert message in Error.from_event(events[0]).text

@@ -4,6 +4,9 @@ ClientError               raised when talking to the server did not give the aud
 ├── ServerUnreachable     nothing answers at the server's URL
 ├── RequestRejected       the server refused the request as invalid (4xx): the input must change
 └── ServerFailed          the server failed, is overloaded or shutting down (5xx), or a stream broke
+    └── ServerBusy        the server sent nothing within the read timeout (its queue is long)
+
+`transport_failure` turns every way the HTTP exchange itself can fail into one of these.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ __all__ = [
     "VOICES_PATH",
     "ClientError",
     "RequestRejected",
+    "ServerBusy",
     "ServerFailed",
     "ServerUnreachable",
     "ServerVoice",
@@ -28,6 +32,7 @@ __all__ = [
     "auth_headers",
     "check_response",
     "error_message",
+    "transport_failure",
     "unreachable",
 ]
 
@@ -56,11 +61,33 @@ class ServerFailed(ClientError):
     """Raised when the server answers 5xx, or breaks off a stream it had started."""
 
 
+class ServerBusy(ServerFailed):
+    """Raised when the server sent nothing within the read timeout: requests wait in its queue."""
+
+
 def unreachable(server: str, exc: Exception) -> ServerUnreachable:
     return ServerUnreachable(
-        f"no tts-api server answers at {server} ({exc.__class__.__name__}: {exc}). Start one with "
+        f"no tts-api server answers at {server} ({_describe(exc)}). Start one with "
         "`python server.py` (or `tts-api serve`), or point --server / TTS_SERVER at it."
     )
+
+
+def transport_failure(client: httpx.Client | httpx.AsyncClient, exc: httpx.HTTPError) -> ClientError:
+    """What a failed exchange with the server (no answer, or none in time, or a broken connection) means."""
+    server = str(client.base_url).rstrip("/")
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return unreachable(server, exc)
+    if isinstance(exc, httpx.ReadTimeout):
+        return ServerBusy(
+            f"the server at {server} sent no audio within {client.timeout.read:g} s: it is busy (requests "
+            "wait in its queue behind others). Retry later, or wait longer with --timeout."
+        )
+    return ServerFailed(f"the connection to the server at {server} failed ({_describe(exc)}); retry shortly")
+
+
+def _describe(exc: Exception) -> str:
+    """An exception's class and message (httpx's timeouts often carry no message)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:

@@ -2,31 +2,29 @@
 
 The body is validated with the same schema the workers use, so a bad request gets a 4xx OpenAI-shaped
 JSON before anything is queued (LitServe would answer 200 with an empty body). A valid one takes one of
-`max_pending` places on the board, or is refused with 503 + Retry-After (busy, or shutting down).
+`max_pending` places on the board through a Lease (lease.py), or is refused with 503 + Retry-After (busy,
+shutting down, or the shared state not answering).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from starlette.types import Receive
 
-from ..errors import InputTooLong, Overloaded
+from ..errors import InputTooLong
 from ..ipc.frames import Ticket
 from ..ipc.manager import BoardProxy
 from ..schemas import RequestContext, SpeechRequest, parse_speech_request
-from .ipc import IpcTimeout, LoopIpc
+from .ipc import LoopIpc
+from .lease import Lease
 
-__all__ = ["RETRY_AFTER_S", "Admission", "ClientGone"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["Admission", "ClientGone"]
 
 # JSON may escape one character into up to 6 bytes (\uXXXX), plus room for the other fields.
 _BODY_BYTES_PER_CHAR = 6
 _BODY_SLACK_BYTES = 64 * 1024
 _INLINE_PARSE_BYTES = 16 * 1024
-RETRY_AFTER_S = 2
 
 
 class ClientGone(Exception):
@@ -34,37 +32,22 @@ class ClientGone(Exception):
 
 
 class Admission:
-    """See the module docstring. `admit` returns the validated request or raises TTSError."""
+    """See the module docstring. `admit` returns the validated request and its lease, or raises TTSError."""
 
     def __init__(self, context: RequestContext, board: BoardProxy, ipc: LoopIpc, max_pending: int) -> None:
         self.context, self.board, self.ipc = context, board, ipc
         self.max_pending = max_pending
         self.max_body_bytes = context.max_input_chars * _BODY_BYTES_PER_CHAR + _BODY_SLACK_BYTES
 
-    async def admit(self, receive: Receive, ticket: Ticket) -> SpeechRequest:
+    async def admit(self, receive: Receive, ticket: Ticket) -> tuple[SpeechRequest, Lease]:
         """Read and validate the body, then take a place on the board; TTSError says why not."""
         body = await self._read_body(receive)
         if len(body) > _INLINE_PARSE_BYTES:  # planning a long text takes milliseconds: not on the loop
             planned = await asyncio.to_thread(parse_speech_request, body, self.context)
         else:
             planned = parse_speech_request(body, self.context)
-        try:
-            admitted = await self.ipc.call(self.board.open, ticket.key, self.max_pending)
-        except IpcTimeout as exc:
-            logger.error("request %s refused: %s", ticket.request_id, exc)
-            raise Overloaded(
-                "the server cannot admit requests right now; retry shortly", retry_after_s=RETRY_AFTER_S
-            ) from None
-        if admitted == "draining":
-            raise Overloaded(
-                "the server is shutting down; retry on another replica", retry_after_s=RETRY_AFTER_S
-            )
-        if admitted != "admitted":
-            raise Overloaded(
-                f"the server is busy with {self.max_pending} requests; retry shortly",
-                retry_after_s=RETRY_AFTER_S,
-            )
-        return planned.request  # the plan was for validation; the worker makes its own
+        lease = await Lease.take(self.board, self.ipc, ticket, self.max_pending)
+        return planned.request, lease  # the plan was for validation; the worker makes its own
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []

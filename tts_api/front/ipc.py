@@ -3,7 +3,7 @@
 A call through a manager proxy blocks until the manager process answers. On the event loop that would
 stall every request of the HTTP process if the manager were slow or stuck, so calls run in a small thread
 pool: `call` awaits the answer for at most `timeout_s` (then raises IpcTimeout), `post` does not wait
-(for counters and cancels, which nothing waits on).
+(for counters and cancels, which nothing waits on). A manager that is gone raises IpcLost.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-__all__ = ["IPC_TIMEOUT_S", "IpcTimeout", "LoopIpc"]
+__all__ = ["IPC_TIMEOUT_S", "IpcError", "IpcLost", "IpcTimeout", "LoopIpc"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +25,16 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class IpcTimeout(TimeoutError):
+class IpcError(Exception):
+    """Raised when a round trip to the shared state gave no answer (see the two kinds below)."""
+
+
+class IpcTimeout(IpcError, TimeoutError):
     """Raised when the manager process did not answer within the deadline."""
+
+
+class IpcLost(IpcError):
+    """Raised when the manager process is gone: its connection is refused or broken."""
 
 
 class LoopIpc:
@@ -43,16 +51,38 @@ class LoopIpc:
         return self._executor
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn` in the pool and return its result; IpcTimeout if it takes longer than the deadline."""
-        future = asyncio.get_running_loop().run_in_executor(self._pool(), lambda: fn(*args, **kwargs))
+        """Run `fn` in the pool and return its result; IpcTimeout past the deadline, IpcLost if the
+        manager is gone."""
+        return await self._answer(self._pool().submit(fn, *args, **kwargs))
+
+    async def call_or_undo(
+        self, undo: Callable[[T], object], fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`call`; if the deadline passes and `fn` answers later, `undo(answer)` runs in the pool, since
+        nobody waits for the answer any more (an admission answered after its caller gave up is closed)."""
+        future = self._pool().submit(fn, *args, **kwargs)
         try:
-            return await asyncio.wait_for(future, self.timeout_s)
-        except asyncio.TimeoutError:
-            raise IpcTimeout(f"the shared state did not answer within {self.timeout_s:g} s") from None
+            return await self._answer(future)
+        except IpcTimeout:
+            future.add_done_callback(lambda late: self._undo(late, undo))
+            raise
 
     def post(self, fn: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> None:
         """Run `fn` in the pool without waiting; a failure is logged, never raised."""
         self._pool().submit(fn, *args, **kwargs).add_done_callback(_log_failure)
+
+    async def _answer(self, future: Future[T]) -> T:
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise IpcTimeout(f"the shared state did not answer within {self.timeout_s:g} s") from None
+        except (OSError, EOFError) as exc:  # refused, reset, broken pipe: the manager process is gone
+            raise IpcLost(f"the shared state is gone ({type(exc).__name__}: {exc})") from exc
+
+    def _undo(self, late: Future[T], undo: Callable[[T], object]) -> None:
+        # A call that never started was cancelled with its waiter; one that failed changed nothing.
+        if not late.cancelled() and late.exception() is None:
+            self.post(undo, late.result())
 
 
 def _log_failure(future: Future[object]) -> None:

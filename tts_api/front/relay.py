@@ -2,7 +2,9 @@
 
 Raw audio bytes, SSE or NDJSON events (audio deltas, word timestamps, done), or one complete file with
 Content-Length, each with the right Content-Type. A failure is made visible: a JSON error if nothing was
-sent yet, an SSE error event, or an aborted connection (never a clean end of a short file).
+sent yet, an SSE error event, or an aborted connection (never a clean end of a short file). What the
+frames say about the job (which worker has it, how much the client took, that it ended) goes to the
+request's Lease, which owns its place on the board.
 """
 
 from __future__ import annotations
@@ -11,22 +13,26 @@ import asyncio
 import base64
 import json
 import logging
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import psutil
 from starlette.types import Message, Send
 
 from ..errors import InvalidRequest, TTSError
-from ..formats import MEDIA_TYPES
+from ..formats import MEDIA_TYPES, WAV_HEADER_BYTES, wav_size_fields
 from ..ipc.frames import Frame, FrameError, Ticket
+from ..ipc.workers import WorkerProcess
 from ..schemas import SpeechRequest
+from .lease import Lease
 
-__all__ = ["ClientStalled", "Relay", "WorkerProcess", "error_response", "relay_for"]
+__all__ = ["SPOOL_MEMORY_BYTES", "ClientStalled", "Relay", "error_response", "relay_for"]
 
 logger = logging.getLogger(__name__)
+
+# A whole file stays in memory up to this size, then moves to a temporary file on disk.
+SPOOL_MEMORY_BYTES = 4 * 1024 * 1024
+_SEND_PIECE_BYTES = 256 * 1024  # a whole file goes out in pieces of this size, as the client takes them
 
 
 async def error_response(send: Send, error: TTSError) -> None:
@@ -42,27 +48,12 @@ class ClientStalled(Exception):
     """Raised when the client took none of the response for longer than the idle timeout."""
 
 
-@dataclass(frozen=True)
-class WorkerProcess:
-    """The worker process that took a request, as its start frame named it."""
-
-    pid: int
-    created: float  # its start time: a later process that reuses the pid is not the same worker
-
-    def alive(self) -> bool:
-        try:
-            process = psutil.Process(self.pid)
-            return process.create_time() == self.created and process.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
-
-
 class Relay:
     """Receives what LitServe sends for one request and answers the client in the requested shape.
 
-    Subclasses decide what audio, the end and an error look like on the wire. `delivered` is told how
-    many seconds of audio the client has taken (the worker's backpressure); a send the client does not
-    take for `idle_timeout_s` raises ClientStalled.
+    Subclasses decide what audio, the end and an error look like on the wire. A send the client does
+    not take for `idle_timeout_s` raises ClientStalled. `release` frees what the relay holds, however
+    the request ended.
     """
 
     def __init__(
@@ -72,33 +63,24 @@ class Relay:
         send: Send,
         received_at: float,
         *,
-        delivered: Callable[[float], None],
+        lease: Lease,
         idle_timeout_s: float,
     ) -> None:
         self.speech = speech
         self.ticket = ticket
         self._send = send
         self.received_at = received_at
-        self.delivered = delivered
+        self.lease = lease
         self.idle_timeout_s = idle_timeout_s
-        self.worker: WorkerProcess | None = None
         self.started = False  # the client's response has begun
-        self.finished = False  # nothing more goes to the client
-        self.abandoned = False
-        self.refused_by_litserve = False
+        self.finished = False  # the response is complete or cut: nothing more goes to the client
         self.first_audio_s: float | None = None
         self.delivery_s: list[float] = []
-        self.audio_bytes_sent = 0
         self._inner_status = 200
         self._inner_body: list[bytes] = []
 
-    @property
-    def bytes_per_second(self) -> float:
-        """Rough encoded bytes per audio second, for log lines (exact for pcm)."""
-        return 48_000.0 if self.speech.response_format in ("pcm", "wav") else 8_000.0
-
     async def __call__(self, message: Message) -> None:
-        if self.finished:
+        if self.finished or self.lease.ended == "cancelled":  # over, or the client left
             return
         if message["type"] == "http.response.start":
             self._inner_status = message["status"]  # held back: our headers go out with the first audio
@@ -111,6 +93,7 @@ class Relay:
             await self._on_item(chunk)
         if not more and not self.finished:
             # LitServe ended the stream without our end frame: the worker crashed or timed out.
+            self.lease.close()
             await self.fail(
                 TTSError(f"speech synthesis stopped unexpectedly (request id {self.ticket.request_id})")
             )
@@ -122,28 +105,29 @@ class Relay:
             await self.fail(TTSError(str(exc)))
             return
         if frame.kind == "audio":
-            self.delivery_s.append(max(0.0, time.time() - frame.sent_at))
-            if self.first_audio_s is None:
-                self.first_audio_s = time.monotonic() - self.received_at
-            audio = frame.audio
-            self.audio_bytes_sent += len(audio)
-            await self.on_audio(audio)
-            self.delivered(frame.audio_end_s)
+            if frame.audio:  # a whole file's frame may only say how far the audio has come
+                self.delivery_s.append(max(0.0, time.time() - frame.sent_at))
+                if self.first_audio_s is None:
+                    self.first_audio_s = time.monotonic() - self.received_at
+                await self.on_audio(frame.audio)
+            self.lease.delivered(frame.audio_end_s)
         elif frame.kind == "start":
             data = frame.data()
-            self.worker = WorkerProcess(int(data["pid"]), float(data["created"]))
+            self.lease.working(WorkerProcess(int(data["pid"]), float(data["created"])))
         elif frame.kind == "words":
             await self.on_words(frame.data())
         elif frame.kind == "end":
             # Everything is synthesized: a client that hangs up while the last bytes go out cancels nothing.
+            self.lease.close()
             self.finished = True
             await self.on_end(frame)
         else:
+            self.lease.close()  # the worker ended the job with this error
             await self.fail(frame.error())
 
     async def _relay_inner_error(self, chunk: bytes, more: bool) -> None:
         """LitServe itself refused the request (auth, its own 500): pass it on in the OpenAI shape."""
-        self.refused_by_litserve = True
+        self.lease.close()  # never queued: no worker will close it
         self._inner_body.append(chunk)
         if more:
             return
@@ -154,8 +138,8 @@ class Relay:
         error = TTSError(str(detail or "request failed"), status=self._inner_status)
         if self._inner_status < 500:
             error.type = InvalidRequest.type
-        await error_response(self.send, error)
         self.finished = True
+        await error_response(self.send, error)
 
     async def send(self, message: Message) -> None:
         """Send to the client; ClientStalled if it takes nothing for the idle timeout."""
@@ -175,12 +159,16 @@ class Relay:
         await self.send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def fail(self, error: TTSError) -> None:
+        """End the response with `error`, as visibly as what was sent already allows."""
         logger.error("request %s failed: %s", self.ticket.request_id, error.message)
         self.finished = True
         if not self.started:
             await error_response(self.send, error)
         else:
             await self.on_error_after_start(error)
+
+    def release(self) -> None:
+        """Free what the relay holds (called once the request is over, however it ended)."""
 
     async def on_audio(self, data: bytes) -> None:
         raise NotImplementedError
@@ -240,22 +228,48 @@ class _EventStream(Relay):
 
 
 class _WholeFile(Relay):
-    """`stream: false`: the complete file in one response with Content-Length."""
+    """`stream: false`: the complete file in one response with Content-Length.
+
+    The file is built in a temporary file that stays in memory up to SPOOL_MEMORY_BYTES and moves to
+    disk beyond, then goes out in pieces as the client takes them. Audio written to it counts as taken by
+    the client (`delivered`): what the lead limit bounds is memory, and this audio no longer holds any
+    (nor does audio a worker's encoder keeps for a file's end). A WAV comes with the streamed header,
+    whose sizes say "unknown": the true ones are written in before the file goes out.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._parts: list[bytes] = []
+        # Closed by `release`, however the request ends (the gateway calls it).
+        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, prefix="tts-whole-")  # noqa: SIM115
+        self._size = 0
 
     async def on_audio(self, data: bytes) -> None:
-        self._parts.append(data)
+        # In a thread: past the memory threshold this is a disk write, and the loop serves everyone.
+        await asyncio.to_thread(self._file.write, data)
+        self._size += len(data)
 
     async def on_end(self, end: Frame) -> None:
-        data = b"".join(self._parts)
-        self._parts.clear()
+        if self.speech.response_format == "wav" and self._size >= WAV_HEADER_BYTES:
+            await asyncio.to_thread(self._write_wav_sizes)
         await self.start(
-            MEDIA_TYPES[self.speech.response_format], [(b"content-length", str(len(data)).encode())]
+            MEDIA_TYPES[self.speech.response_format], [(b"content-length", str(self._size).encode())]
         )
-        await self.body(data, more=False)
+        await asyncio.to_thread(self._file.seek, 0)
+        piece = await asyncio.to_thread(self._file.read, _SEND_PIECE_BYTES)
+        while True:
+            following = await asyncio.to_thread(self._file.read, _SEND_PIECE_BYTES) if piece else b""
+            await self.body(piece, more=bool(following))
+            if not following:
+                return
+            piece = following
+
+    def _write_wav_sizes(self) -> None:
+        for offset, field in wav_size_fields(self._size):
+            self._file.seek(offset)
+            self._file.write(field)
+
+    def release(self) -> None:
+        self._file.close()
 
 
 def relay_for(speech: SpeechRequest, *args: Any, **kwargs: Any) -> Relay:

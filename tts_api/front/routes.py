@@ -1,7 +1,7 @@
 """Routes beside the speech endpoint: health, info, the voice and model lists, metrics.
 
-Every shared-state read goes through the loop's IPC helper (a thread, with a deadline), so a slow
-manager process makes `/health` answer 503, never hang.
+Every shared-state read goes through the loop's IPC helper (a thread, with a deadline), so a slow or
+dead manager process makes `/health` answer 503 `unavailable` (saying why), never hang or fail.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..ipc.manager import Shared
 from ..schemas import MODEL_IDS, RequestContext
 from ..settings import EMULATED_PREFIX
 from ..voices import LANGUAGES, OPENAI_VOICES
-from .ipc import IpcTimeout, LoopIpc
+from .ipc import IpcError, LoopIpc
 from .metrics import render
 
 __all__ = ["add_routes", "server_load"]
@@ -62,7 +62,7 @@ def add_routes(
         try:
             table = await ipc.call(lambda: dict(workers()))
             draining = await ipc.call(shared.board.draining)
-        except IpcTimeout as exc:
+        except IpcError as exc:  # the shared state is slow or gone: the server stops soon (watchdog.py)
             return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
         states = {name.rsplit("_", 1)[-1]: str(state) for name, state in table.items()}
         ready = [w for w, state in states.items() if state == _READY]
@@ -126,7 +126,7 @@ def add_routes(
             snapshot = await ipc.call(shared.counters.snapshot)
             in_flight = await ipc.call(shared.board.size)
             calls = await ipc.call(shared.board.calls)
-        except IpcTimeout as exc:
+        except IpcError as exc:
             return JSONResponse({"error": {"message": str(exc), "type": "server_error"}}, status_code=503)
         gauges: dict[Series, float] = {
             ("tts_cancel_board_entries", ()): float(in_flight),

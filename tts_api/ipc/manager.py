@@ -2,31 +2,37 @@
 
 Calls through a proxy are round trips to the manager process. The Protocols below are what mypy checks
 those calls against; the real classes (`StreamBoard`, `Counters`) satisfy them, so unit tests can pass
-the objects themselves.
+the objects themselves. The manager ignores SIGTERM and SIGINT (ipc/stopping.py): it must outlive main's
+drain, and is stopped when `shared_state()` ends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.managers import BaseManager
+from multiprocessing.process import BaseProcess
 from typing import Protocol, cast
 
 from .counters import Counters, Snapshot
+from .stopping import StopFlag, ignore_stop_signals
 from .streams import Admission, CancelReason, StreamBoard, StreamState
+from .workers import WorkerProcess
 
-__all__ = ["BoardProxy", "CountersProxy", "Shared", "shared_state"]
+__all__ = ["BoardProxy", "CountersProxy", "Shared", "SharedState", "manager_process", "shared_state"]
 
 
 class BoardProxy(Protocol):
     """The stream board (ipc/streams.py) as seen from any process."""
 
     def open(self, key: str, limit: int) -> Admission: ...
+    def claim(self, key: str, worker: WorkerProcess) -> None: ...
     def cancel(self, key: str, reason: CancelReason = "client") -> bool: ...
     def delivered(self, key: str, audio_s: float) -> None: ...
     def poll(self, keys: list[str]) -> dict[str, StreamState]: ...
     def close(self, key: str) -> None: ...
+    def reap(self) -> int: ...
     def size(self) -> int: ...
     def drain(self) -> None: ...
     def draining(self) -> bool: ...
@@ -53,20 +59,34 @@ _Manager.register("Counters", Counters)
 
 @dataclass(frozen=True)
 class Shared:
-    """Handles to the shared objects; proxies pickle into spawned workers and survive forks."""
+    """Handles to the shared objects; they pickle into spawned workers and survive forks."""
 
     board: BoardProxy
     counters: CountersProxy
+    stopping: StopFlag = field(default_factory=StopFlag)  # set when main stops its children
+
+
+@dataclass(frozen=True)
+class SharedState:
+    """The running manager (main watches it) and the handles to what it holds."""
+
+    shared: Shared
+    process: BaseProcess
+
+
+def manager_process(manager: BaseManager) -> BaseProcess:
+    """The process a started manager runs in (BaseManager keeps it, without a public name for it)."""
+    return cast(BaseProcess, manager._process)  # type: ignore[attr-defined]
 
 
 @contextmanager
-def shared_state() -> Iterator[Shared]:
+def shared_state() -> Iterator[SharedState]:
     """Start the manager process for the lifetime of the server."""
     manager = _Manager()
-    manager.start()
+    manager.start(initializer=ignore_stop_signals)
     try:
         board = cast(BoardProxy, manager.StreamBoard())  # type: ignore[attr-defined]
         counters = cast(CountersProxy, manager.Counters())  # type: ignore[attr-defined]
-        yield Shared(board=board, counters=counters)
+        yield SharedState(Shared(board=board, counters=counters), manager_process(manager))
     finally:
         manager.shutdown()

@@ -1,11 +1,16 @@
 """The stream board: every admitted speech request, shared by the HTTP processes, the workers and main.
 
-The front opens an entry before it queues a request (refusing it when `max_pending` are open, or while the
-server drains), reports how much audio the client has taken, and cancels the entry when the client leaves.
-A worker reads the entries of its streams once per step (`poll`) and closes each when its job ends, however
-it ends. Main drains on shutdown and then cancels what is left. A cancel only marks an entry still open, so
-a client that leaves after its job finished leaves nothing behind: the board is empty whenever no request
-is in flight. An entry that is not on the board reads as `gone`, which a worker treats like a cancel.
+An entry holds one of `max_pending` places from admission to the end of its request. Who ends it:
+- the worker closes it when the job ends, however it ends (`close`);
+- the front's Lease (front/lease.py) closes it when no worker will: LitServe refused the request, the
+  worker's end frame arrived, the worker died while the front watched, or an admission answered after
+  its caller gave up; when the client leaves first, it marks the entry cancelled (`cancel`) so that the
+  worker stops before its next chunk and closes it;
+- the board itself closes the entry of a worker that died (`reap`, called by main every second: the
+  front names each entry's worker from its start frame with `claim`), since after a client left nobody
+  else is watching that worker.
+Closing twice is harmless, a cancel only marks an entry still open, and an entry that is not on the board
+reads as `gone`, which a worker treats like a cancel: the board is empty whenever no request is in flight.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
+from .workers import WorkerProcess
+
 __all__ = ["MAX_ENTRY_AGE_S", "Admission", "CancelReason", "StreamBoard", "StreamState"]
 
-# A safety net only: entries are closed by their worker, or failed by the front when a worker dies.
+# A last resort only: every path closes its entry (see the module docstring).
 MAX_ENTRY_AGE_S = 6 * 3600.0
 
 Admission = Literal["admitted", "full", "draining"]
@@ -46,12 +53,14 @@ class _Entry:
     opened_at: float
     delivered_s: float = 0.0
     reason: CancelReason | None = None
+    worker: WorkerProcess | None = None  # the process synthesizing it, once the front knows
 
 
 class StreamBoard:
     """Request key -> entry, for the requests in flight. Lives in the manager process.
 
-    Every method is one round trip from a client process and atomic under the lock.
+    Every method is one round trip from a client process and atomic under the lock; every method but
+    `open` leaves a key that is not on the board alone.
     """
 
     def __init__(self) -> None:
@@ -73,6 +82,13 @@ class StreamBoard:
                 return "full"
             self._entries[key] = _Entry(now)
             return "admitted"
+
+    def claim(self, key: str, worker: WorkerProcess) -> None:
+        """`worker` has taken this request: if it dies, `reap` closes the entry."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry.worker = worker
 
     def cancel(self, key: str, reason: CancelReason = "client") -> bool:
         """Mark an open request cancelled; False if it already ended (nothing is left behind)."""
@@ -106,10 +122,23 @@ class StreamBoard:
         return StreamState(status, entry.reason, entry.delivered_s)
 
     def close(self, key: str) -> None:
-        """Forget a request whose job has ended."""
+        """Forget a request whose job has ended (a no-op if it is already gone)."""
         with self._lock:
             self._calls["close"] += 1
             self._entries.pop(key, None)
+
+    def reap(self) -> int:
+        """Close the entries whose worker process has died; return how many."""
+        with self._lock:
+            workers = {e.worker for e in self._entries.values() if e.worker is not None}
+        dead = {w for w in workers if not w.alive()}  # outside the lock: it reads /proc
+        if not dead:
+            return 0
+        with self._lock:
+            keys = [k for k, e in self._entries.items() if e.worker in dead]
+            for key in keys:
+                del self._entries[key]
+            return len(keys)
 
     def size(self) -> int:
         with self._lock:

@@ -13,6 +13,7 @@ import signal
 import litserve as ls
 
 from ..ipc.manager import Shared
+from ..ipc.stopping import heed_only_when_stopping
 from ..logs import configure_logging
 from ..settings import Settings
 from .loop import SpeechLoop
@@ -33,7 +34,9 @@ class SpeechAPI(ls.LitAPI):
         self.runtime: WorkerRuntime | None = None
 
     def setup(self, device: str) -> None:
-        # Ctrl-C reaches the whole process group; the main process stops the workers in order.
+        # Ctrl-C reaches the whole process group, and so may SIGTERM (systemd, `kill -- -PGID`): main
+        # drains first, then stops the workers itself (SIGTERM, once its stop flag is set).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        heed_only_when_stopping(self.shared.stopping, (signal.SIGTERM,))
         configure_logging(self.settings.log_level)
         self.runtime = WorkerRuntime.load(self.settings, self.shared, device)

@@ -55,7 +55,10 @@ class Stream:
             lang_code=speech.lang_code,
             seed=request.seed,
         )
-        self._encoder: Encoder | None = open_encoder(request.response_format, streaming=request.stream)
+        # A whole WAV is made like a streamed one: the front writes its true sizes into the header when it
+        # has the whole file (front/relay.py), so the worker never holds the file.
+        streaming = request.stream or request.response_format == "wav"
+        self._encoder: Encoder | None = open_encoder(request.response_format, streaming=streaming)
         self.interrupted = False  # a chunk was abandoned mid-synthesis: the stream cannot go on
         self.view = StreamView(
             ticket.key, arrived_s, request.speed, remaining_chars=self._utterance.remaining_chars or 1
@@ -89,7 +92,10 @@ class Stream:
         self.progress.add(piece)
         step.chars, step.audio_s = len(piece.graphemes), len(piece.audio) / SAMPLE_RATE
         data = self._encoder.write(piece.audio)
-        if data:
+        if data or not self.speech.request.stream:
+            # A whole file's encoder may hold its bytes to the end (MP3, FLAC: headers written last); the
+            # frame still says how far the audio has come, and the front counts it as taken: the client
+            # takes nothing before the end, and the lead limit would otherwise wait for it forever.
             step.frames.append(self.ticket.audio_frame(data, audio_end_s=self.progress.audio_seconds))
         if self._wants_words and piece.words:
             step.frames.append(self.ticket.words_frame([w.to_dict() for w in piece.words]))

@@ -3,7 +3,10 @@
 The loop only reads the board between chunks; a chunk can take seconds. While a chunk is synthesized this
 thread reads that stream's board entry every WATCH_EVERY_S and, if the stream stopped (client gone, cut
 for idleness, shutdown), interrupts the engine, which abandons the chunk at its next convolution or
-kernel. One thread per worker, with its own connection to the manager.
+kernel. One thread per worker, with its own connection to the manager. It lives as long as the worker:
+a failed read is logged (at WARNING, at most every LOG_EVERY_S) and retried after a growing pause, so
+mid-chunk cancellation comes back as soon as the board answers again; meanwhile the loop still stops
+cancelled streams at chunk boundaries.
 """
 
 from __future__ import annotations
@@ -11,15 +14,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from ..ipc.manager import BoardProxy
 
-__all__ = ["WATCH_EVERY_S", "ChunkWatch"]
+__all__ = ["LOG_EVERY_S", "RETRY_MAX_S", "WATCH_EVERY_S", "ChunkWatch"]
 
 logger = logging.getLogger(__name__)
 
 WATCH_EVERY_S = 0.05
+RETRY_MAX_S = 2.0  # the longest pause between two attempts after failures
+LOG_EVERY_S = 60.0  # a failure that persists is logged again this often
 
 
 class ChunkWatch:
@@ -30,6 +36,8 @@ class ChunkWatch:
         self._lock = threading.Condition()
         self._key: str | None = None
         self._generation = 0
+        self._failures = 0
+        self._logged_at = -LOG_EVERY_S
         self._thread = threading.Thread(target=self._run, name="tts-chunk-watch", daemon=True)
         self._thread.start()
 
@@ -51,20 +59,48 @@ class ChunkWatch:
                 while self._key is None:
                     self._lock.wait()
                 key, generation = self._key, self._generation
-            while self._watching(generation, WATCH_EVERY_S):
+            pause = WATCH_EVERY_S
+            while self._watching(generation, pause):
                 try:
-                    stopped = self._board.poll([key])[key].stopped
-                except Exception:  # the manager is gone (shutdown): nothing to watch for
-                    logger.debug("chunk watch cannot read the board", exc_info=True)
-                    return
-                if stopped:
-                    with self._lock:
-                        if self._generation == generation and self._key is not None:
-                            self._interrupt()
-                    break
+                    if self._stopped(key, generation):
+                        break
+                except Exception as exc:
+                    self._failed(exc)
+                    pause = min(RETRY_MAX_S, WATCH_EVERY_S * 2 ** min(self._failures, 8))
+                    continue
+                self._recovered()
+                pause = WATCH_EVERY_S
             with self._lock:  # wait for the next chunk
                 while self._generation == generation and self._key is not None:
                     self._lock.wait()
+
+    def _stopped(self, key: str, generation: int) -> bool:
+        """Read the entry and interrupt the engine if its stream stopped; True when that settles the chunk."""
+        if not self._board.poll([key])[key].stopped:
+            return False
+        with self._lock:
+            if self._generation == generation and self._key is not None:
+                self._interrupt()
+        return True
+
+    def _failed(self, exc: Exception) -> None:
+        self._failures += 1
+        now = time.monotonic()
+        if now - self._logged_at >= LOG_EVERY_S:
+            self._logged_at = now
+            logger.warning(
+                "mid-chunk cancellation paused: the board cannot be read (%s: %s); retrying "
+                "(failure %d; cancellation still happens between chunks)",
+                type(exc).__name__,
+                exc,
+                self._failures,
+            )
+
+    def _recovered(self) -> None:
+        if self._failures:
+            logger.info("mid-chunk cancellation resumed after %d failed board reads", self._failures)
+            self._failures = 0
+            self._logged_at = -LOG_EVERY_S
 
     def _watching(self, generation: int, wait_s: float) -> bool:
         """Still the same chunk after `wait_s`?"""

@@ -15,7 +15,7 @@ __all__ = ["loopback_url", "wyoming_child"]
 
 logger = logging.getLogger(__name__)
 
-STOP_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 5.0  # shutdown.WYOMING_STOP_S counts it in a stop's budget
 
 
 def loopback_url(settings: Settings) -> str:
@@ -40,11 +40,13 @@ def wyoming_child(settings: Settings) -> Iterator[subprocess.Popen[bytes] | None
         settings.host,
         "--port",
         str(settings.wyoming_port),
+        # A signal to the whole process group is main's to answer (it drains); the child ends with our pipe.
+        "--until-stdin-closes",
     ]
     env = dict(os.environ)
     if settings.api_key is not None:
         env["TTS_API_KEY"] = settings.api_key.get_secret_value()  # not on the command line, where ps shows it
-    child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+    child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE)
     logger.info("Wyoming service starting on %s:%d (pid %d)", settings.host, settings.wyoming_port, child.pid)
     try:
         yield child
@@ -53,12 +55,13 @@ def wyoming_child(settings: Settings) -> Iterator[subprocess.Popen[bytes] | None
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.stdin is not None:
+        child.stdin.close()  # its signal to stop: it closes its server and connections
     if child.poll() is None:
-        child.terminate()  # SIGTERM: the wyoming package closes its server and connections
         try:
             child.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-    if child.returncode not in (0, -15):
+    if child.returncode != 0:
         logger.warning("the Wyoming service exited with %s", child.returncode)

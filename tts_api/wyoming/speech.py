@@ -6,7 +6,6 @@ voice list fetched once (when the first `describe` needs it, so the service can 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncGenerator
 
 import httpx
@@ -21,7 +20,7 @@ from ..clients.http import (
     VoiceList,
     auth_headers,
     check_response,
-    unreachable,
+    transport_failure,
 )
 from ..clients.speech import pcm_stream
 from ..voices import LANGUAGE_NAMES
@@ -32,7 +31,7 @@ KOKORO = Attribution(
     name="hexgrad (Kokoro-82M), served by tts-api", url="https://huggingface.co/hexgrad/Kokoro-82M"
 )
 CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 120.0  # a request may wait in the server's queue behind others
+READ_TIMEOUT_S = 300.0  # a request may wait in the server's queue behind others
 
 
 class UnknownLanguage(ClientError):
@@ -51,13 +50,20 @@ def _language_name(voice: ServerVoice) -> str:
 class SpeechServer:
     """A tts-api server reached over HTTP: its voices, and speech as 24 kHz 16-bit mono PCM."""
 
-    def __init__(self, url: str, *, default_voice: str, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        default_voice: str,
+        api_key: str | None = None,
+        read_timeout_s: float | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.default_voice = default_voice
         self._client = httpx.AsyncClient(
             base_url=self.url,
             headers=auth_headers(api_key),
-            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            timeout=httpx.Timeout(read_timeout_s or READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
         )
         self._voices: VoiceList | None = None
 
@@ -69,8 +75,8 @@ class SpeechServer:
         if self._voices is None:
             try:
                 response = await self._client.get(VOICES_PATH)
-            except httpx.TransportError as exc:
-                raise unreachable(self.url, exc) from exc
+            except httpx.HTTPError as exc:
+                raise transport_failure(self._client, exc) from exc
             check_response(response)
             self._voices = VoiceList.from_json(response.json())
         return self._voices
@@ -116,12 +122,8 @@ class SpeechServer:
             raise UnknownLanguage(f"no voice speaks {requested.language!r}; see the voices in `describe`")
         return self.default_voice if self.default_voice in speakers else speakers[0]
 
-    async def pcm(self, text: str, voice: str, *, speed: float = 1.0) -> AsyncGenerator[bytes, None]:
-        """Speech for `text` as PCM bytes (whole samples) as the server streams it."""
+    def pcm(self, text: str, voice: str, *, speed: float = 1.0) -> AsyncGenerator[bytes, None]:
+        """Speech for `text` as PCM bytes (whole samples) as the server streams it; every failure, of the
+        server or of the connection to it, is a ClientError."""
         body = {"model": "kokoro", "input": text, "voice": voice, "speed": speed}
-        try:
-            async with contextlib.aclosing(pcm_stream(self._client, body)) as stream:
-                async for data in stream:
-                    yield data
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise unreachable(self.url, exc) from exc
+        return pcm_stream(self._client, body)

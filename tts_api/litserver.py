@@ -1,0 +1,56 @@
+"""LitServe's server as this one runs it: its manager outlives main's drain, and its children stop only
+when main stops them (ipc/stopping.py)."""
+
+from __future__ import annotations
+
+import logging
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import litserve as ls
+
+from .ipc.manager import manager_process
+from .ipc.stopping import StopFlag, stop_signals_held
+from .shutdown import HTTP_STOP_S, stop_children
+
+__all__ = ["SpeechLitServer"]
+
+logger = logging.getLogger(__name__)
+
+
+class SpeechLitServer(ls.LitServer):
+    """`ls.LitServer` with two changes to how its processes start and stop:
+
+    - its manager process (its queues, its worker table) is forked with SIGTERM and SIGINT blocked, so a
+      signal to the whole process group does not end it under the requests main is draining;
+    - its shutdown first sets the stop flag, from which moment the HTTP servers and workers heed the
+      SIGTERM it stops them with; if that shutdown fails (its manager gone), the children are stopped here;
+      it waits HTTP_STOP_S, not 30 s, for each HTTP server (shutdown.py counts what a stop takes).
+    """
+
+    def __init__(self, *args: Any, stopping: StopFlag, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stopping = stopping
+        self.manager_process: BaseProcess | None = None
+        # LitServe waits 30 s for each HTTP server; after main's drain there is nothing left to finish.
+        self.uvicorn_graceful_timeout = HTTP_STOP_S
+
+    def _init_manager(self, num_api_servers: int) -> Any:
+        with stop_signals_held():
+            manager = super()._init_manager(num_api_servers)
+        self.manager_process = manager_process(manager)
+        return manager
+
+    def _perform_graceful_shutdown(
+        self, manager: Any, uvicorn_workers: Any, shutdown_reason: str = "normal"
+    ) -> None:
+        self.stopping.set()
+        try:
+            super()._perform_graceful_shutdown(manager, uvicorn_workers, shutdown_reason)
+        except Exception as exc:  # its manager is gone: its queues cannot say goodbye
+            logger.warning(
+                "LitServe's shutdown failed (%s: %s); stopping its processes directly",
+                type(exc).__name__,
+                exc,
+            )
+            stop_children(self.stopping)
