@@ -3,7 +3,10 @@ when main stops them (ipc/stopping.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+import time
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -11,7 +14,7 @@ import litserve as ls
 
 from .ipc.manager import manager_process
 from .ipc.stopping import StopFlag, stop_signals_held
-from .shutdown import HTTP_STOP_S, stop_children
+from .shutdown import HTTP_STOP_S, MONITOR_STOP_S, stop_children
 
 __all__ = ["SpeechLitServer"]
 
@@ -25,7 +28,8 @@ class SpeechLitServer(ls.LitServer):
       signal to the whole process group does not end it under the requests main is draining;
     - its shutdown first sets the stop flag, from which moment the HTTP servers and workers heed the
       SIGTERM it stops them with; if that shutdown fails (its manager gone), the children are stopped here;
-      it waits HTTP_STOP_S, not 30 s, for each HTTP server (shutdown.py counts what a stop takes).
+      it waits HTTP_STOP_S, not 30 s, for each HTTP server (shutdown.py counts what a stop takes);
+      it ends LitServe's worker monitor first (`_stop_monitoring`).
     """
 
     def __init__(self, *args: Any, stopping: StopFlag, **kwargs: Any) -> None:
@@ -45,6 +49,7 @@ class SpeechLitServer(ls.LitServer):
         self, manager: Any, uvicorn_workers: Any, shutdown_reason: str = "normal"
     ) -> None:
         self.stopping.set()
+        self._stop_monitoring()
         try:
             super()._perform_graceful_shutdown(manager, uvicorn_workers, shutdown_reason)
         except Exception as exc:  # its manager is gone: its queues cannot say goodbye
@@ -54,3 +59,27 @@ class SpeechLitServer(ls.LitServer):
                 exc,
             )
             stop_children(self.stopping)
+
+    def _stop_monitoring(self) -> None:
+        """End LitServe's monitor thread before the shutdown stops the workers and the manager: left
+        running, it restarts a worker being stopped, or dies with a traceback reading the shutdown event
+        from the stopped manager (LitServe sets that event only for its shutdown API).
+
+        The event is set from a thread of its own: this thread's connection to the manager may still be
+        inside the `wait()` the KeyboardInterrupt broke, and a second call on it would wait behind that.
+        """
+        event = self._shutdown_event
+        if event is None:
+            return
+
+        def set_event() -> None:
+            with contextlib.suppress(Exception):  # its manager is gone: so is the monitor's loop
+                event.set()
+
+        deadline = time.monotonic() + MONITOR_STOP_S
+        setter = threading.Thread(target=set_event, name="litserve-shutdown-event", daemon=True)
+        setter.start()
+        setter.join(timeout=MONITOR_STOP_S)
+        for thread in threading.enumerate():
+            if thread.name == "litserve-monitoring":
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))

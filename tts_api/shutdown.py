@@ -22,7 +22,14 @@ from .ipc.manager import BoardProxy
 from .ipc.stopping import StopFlag
 from .settings import Settings
 
-__all__ = ["HTTP_STOP_S", "GracefulShutdown", "stop_budget_s", "stop_children", "stop_on_signals"]
+__all__ = [
+    "HTTP_STOP_S",
+    "MONITOR_STOP_S",
+    "GracefulShutdown",
+    "stop_budget_s",
+    "stop_children",
+    "stop_on_signals",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +40,7 @@ CANCEL_SETTLE_S = 10.0  # after cancelling, how long workers get to send the err
 # turn (LitServe's own 5 s), its manager; then ours, the Wyoming child, and whatever is left.
 HTTP_STOP_S = 5.0
 WORKER_STOP_S = 5.0
+MONITOR_STOP_S = 4.0  # LitServe's worker monitor: its shutdown event set, then its 2 s poll (litserver.py)
 MANAGER_STOP_S = 2.0  # multiprocessing: a shutdown message, 1 s to exit, 1 s after SIGTERM, then SIGKILL
 WYOMING_STOP_S = 5.0
 CHILD_STOP_S = 5.0  # how long stop_children waits for the children together before it kills them
@@ -47,6 +55,7 @@ def stop_budget_s(settings: Settings, devices: int = 1) -> float:
     return (
         settings.drain_grace_s
         + CANCEL_SETTLE_S
+        + MONITOR_STOP_S
         + http_servers * HTTP_STOP_S
         + workers * WORKER_STOP_S
         + 2 * MANAGER_STOP_S  # LitServe's and ours
