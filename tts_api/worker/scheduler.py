@@ -293,8 +293,11 @@ class Scheduler:
                 events.append((start, 0.0, per_audio_s))
                 events.append((start + remaining_s, 0.0, -per_audio_s))
         events.sort()
-        # Chunks run whole: whatever falls due may wait for the rest of a chunk already running.
-        blocking = self.cost.cost(self.min_chunk_chars, 1.0) * self.blocking_share
+        # Chunks run whole: whatever falls due may wait for the rest of a chunk already running. The cut
+        # keeps a chunk from running past another stream's need, down to a first chunk's size when it
+        # must, so that is what may be in the way (a whole min chunk made young streams look late at
+        # once, and a worker feeding 8 listeners admitted one stream at a time).
+        blocking = self.cost.cost(self.first_chunk_chars, 1.0) * self.blocking_share
         demand = slope = clock = 0.0
         for at, lump, change in events:
             demand += slope * (at - clock) + lump
