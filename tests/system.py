@@ -2,6 +2,7 @@
 
 `make test` installs them when it can (root with apt-get). Only where it cannot is a missing program a
 skip, with the reason printed; where it could, a missing program means the setup broke: the test fails.
+CI (`.ci/run` sets TTS_TESTS_REQUIRE_SYSTEM=1) never skips: there a missing program always fails.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import shutil
 
 import pytest
 
-__all__ = ["can_install_packages", "require_program"]
+__all__ = ["REQUIRED_ENV", "can_install_packages", "require_program"]
+
+REQUIRED_ENV = "TTS_TESTS_REQUIRE_SYSTEM"  # set by .ci/run: no program may be skipped there
 
 
 def can_install_packages() -> bool:
@@ -28,4 +31,6 @@ def require_program(found: str | None, what: str, package: str) -> str:
     )
     if can_install_packages():
         pytest.fail(f"{reason}, though this machine could install it: did the setup run?", pytrace=False)
+    if os.environ.get(REQUIRED_ENV) == "1":
+        pytest.fail(f"{reason}; {REQUIRED_ENV}=1 (CI) requires it", pytrace=False)
     pytest.skip(f"{reason}; not root or no apt-get here, so it cannot be installed")

@@ -19,5 +19,13 @@ def test_missing_where_it_could_be_installed_fails(monkeypatch: pytest.MonkeyPat
 
 def test_missing_where_it_cannot_be_installed_skips(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(system, "can_install_packages", lambda: False)
+    monkeypatch.delenv(system.REQUIRED_ENV, raising=False)
     with pytest.raises(pytest.skip.Exception, match="cannot be installed"):
+        system.require_program(None, "thing", "thing")
+
+
+def test_missing_on_ci_fails_even_where_it_cannot_be_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(system, "can_install_packages", lambda: False)
+    monkeypatch.setenv(system.REQUIRED_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match="requires it"):
         system.require_program(None, "thing", "thing")
