@@ -242,9 +242,15 @@ def test_a_client_that_leaves_mid_stream_is_cancelled_on_the_board() -> None:
 
 
 def run_gateway(
-    app: Callable, request: dict, shared: Shared, headers: list | None = None, **options: object
+    app: Callable,
+    request: dict,
+    shared: Shared,
+    headers: list | None = None,
+    takes: int | None = None,
+    **options: object,
 ) -> list[dict]:
-    """Drive the gateway around `app` for one request whose client never disconnects."""
+    """Drive the gateway around `app` for one request whose client never disconnects; with `takes`, the
+    client stops reading after that many messages (its socket is full: nothing more is taken)."""
     sent: list[dict] = []
     gateway = RequestIds(
         SpeechGateway(
@@ -260,10 +266,12 @@ def run_gateway(
         return {"type": "http.disconnect"}
 
     async def send(message: dict) -> None:
+        if takes is not None and message["type"] == "http.response.body" and len(sent) >= takes:
+            await asyncio.sleep(3600)
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": headers or []}
-    asyncio.run(gateway(scope, receive, send))
+    asyncio.run(asyncio.wait_for(gateway(scope, receive, send), 10))
     return sent
 
 
@@ -310,32 +318,7 @@ def test_a_client_that_reads_nothing_for_the_idle_timeout_is_cut_and_cancelled()
             frame = ticket.audio_frame(b"\x00" * 10, audio_end_s=0.1)
             await send({"type": "http.response.body", "body": frame, "more_body": True})
 
-    sent: list[dict] = []
-    gateway = SpeechGateway(
-        app, context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=4, idle_timeout_s=0.3
-    )
-    body = {"type": "http.request", "body": json.dumps({"input": "hi"}).encode(), "more_body": False}
-    messages = [body]
-
-    async def receive() -> dict:
-        if messages:
-            return messages.pop(0)
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        if message["type"] == "http.response.body" and len(sent) >= 3:
-            await asyncio.sleep(3600)  # the client's socket is full: nothing more is taken
-        sent.append(message)
-
-    asyncio.run(
-        asyncio.wait_for(
-            gateway(
-                {"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": []}, receive, send
-            ),
-            10,
-        )
-    )
+    sent = run_gateway(app, {"input": "hi"}, shared, takes=3, idle_timeout_s=0.3)
     assert not completed(sent)
     assert eventually(lambda: shared.board.poll(keys)[keys[0]].reason == "idle")
 
@@ -418,27 +401,8 @@ def test_a_stalled_client_whose_worker_dies_gives_its_place_back() -> None:
         await send({"type": "http.response.body", "body": frame, "more_body": True})
         await asyncio.sleep(3600)  # LitServe would wait forever for a worker that is gone
 
-    sent: list[dict] = []
-    gateway = SpeechGateway(
-        app, context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=1, idle_timeout_s=0.3
-    )
-    messages = [
-        {"type": "http.request", "body": json.dumps({"input": "hi", "stream_format": "sse"}).encode()}
-    ]
-
-    async def receive() -> dict:
-        if messages:
-            return messages.pop(0)
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        if message["type"] == "http.response.body" and len(sent) >= 2:
-            await asyncio.sleep(3600)  # the client's socket is full: nothing more is taken
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": []}
-    asyncio.run(asyncio.wait_for(gateway(scope, receive, send), 10))
+    request = {"input": "hi", "stream_format": "sse"}
+    sent = run_gateway(app, request, shared, takes=2, max_pending=1, idle_timeout_s=0.3)
     assert not completed(sent)
     assert eventually(lambda: shared.board.size() == 0), "the dead worker's place was never given back"
 
