@@ -14,7 +14,7 @@ import litserve as ls
 
 from .ipc.manager import manager_process
 from .ipc.stopping import StopFlag, stop_signals_held
-from .shutdown import HTTP_STOP_S, MONITOR_STOP_S, stop_children
+from .shutdown import HTTP_STOP_S, MONITOR_POLL_S, MONITOR_STOP_S, stop_children
 
 __all__ = ["SpeechLitServer"]
 
@@ -38,6 +38,9 @@ class SpeechLitServer(ls.LitServer):
         self.manager_process: BaseProcess | None = None
         # LitServe waits 30 s for each HTTP server; after main's drain there is nothing left to finish.
         self.uvicorn_graceful_timeout = HTTP_STOP_S
+        # LitServe looks for dead workers every 2 s, and a stop waits out that sleep (`_stop_monitoring`).
+        # A look is a waitpid per worker: look often, so a dead worker is replaced and a stop goes on sooner.
+        self.monitor_internal = MONITOR_POLL_S
 
     def _init_manager(self, num_api_servers: int) -> Any:
         with stop_signals_held():

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-__all__ = ["ROOT", "ServerProcess", "free_port", "kill_group", "server_command", "terminate"]
+__all__ = ["ROOT", "ServerProcess", "free_port", "kill_group", "server_command", "terminate", "wait_gone"]
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 300.0  # importing kokoro and loading a model takes 15-30 s on a quiet 2-core box
@@ -42,6 +42,24 @@ def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _running(process: psutil.Process) -> bool:
+    """Still running: a zombie has ended, only its parent (init, for an orphan) has not reaped it yet."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_gone(processes: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to `timeout` for `processes` to end; return those still running."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in processes if _running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if _running(p)]
+    return alive
 
 
 def kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -105,7 +123,7 @@ class ServerProcess:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     self.tree()
                     return self
-            time.sleep(0.5)
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log()[-4000:]}")
 
@@ -123,10 +141,10 @@ class ServerProcess:
         """SIGTERM like `docker stop`, then kill what is left; return the processes that had to be killed."""
         tree = list({**self._seen, **{p.pid: p for p in self.tree()}}.values())
         terminate(self.process, timeout)
-        _, survivors = psutil.wait_procs(tree, timeout=5)
+        survivors = wait_gone(tree, timeout=5)
         for proc in survivors:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
         kill_group(self.process)  # anything that left the tree but kept the group
         self._log.close()
-        return list(survivors)
+        return survivors

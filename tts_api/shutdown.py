@@ -40,7 +40,8 @@ CANCEL_SETTLE_S = 10.0  # after cancelling, how long workers get to send the err
 # turn (LitServe's own 5 s), its manager; then ours, the Wyoming child, and whatever is left.
 HTTP_STOP_S = 5.0
 WORKER_STOP_S = 5.0
-MONITOR_STOP_S = 4.0  # LitServe's worker monitor: its shutdown event set, then its 2 s poll (litserver.py)
+MONITOR_POLL_S = 0.2  # how often LitServe's worker monitor looks for dead workers (litserver.py)
+MONITOR_STOP_S = 4.0  # LitServe's worker monitor: its shutdown event set, then its poll (litserver.py)
 MANAGER_STOP_S = 2.0  # multiprocessing: a shutdown message, 1 s to exit, 1 s after SIGTERM, then SIGKILL
 WYOMING_STOP_S = 5.0
 CHILD_STOP_S = 5.0  # how long stop_children waits for the children together before it kills them

@@ -28,7 +28,7 @@ from deploy.cluster import Cluster, start_cluster
 from deploy.nginx import find_nginx
 from tests.rawclient import RawRequest, metrics, wait_for, worker_logged
 from tests.system import require_program
-from tts_api.processes import ROOT, ServerProcess, free_port
+from tts_api.processes import ROOT, ServerProcess, free_port, wait_gone
 
 pytestmark = pytest.mark.server
 
@@ -190,7 +190,7 @@ def test_one_command_runs_the_cluster_and_stops_all_of_it(tiny_model_dir: Path, 
         assert response.status_code == 200 and len(response.content) > 0
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0, output.read_text()
-        _, alive = psutil.wait_procs(list(seen.values()), timeout=10)
+        alive = wait_gone(list(seen.values()), timeout=10)
         assert alive == [], f"left behind: {alive}"
     finally:
         if process.poll() is None:
