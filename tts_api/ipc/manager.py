@@ -15,12 +15,21 @@ from multiprocessing.managers import BaseManager
 from multiprocessing.process import BaseProcess
 from typing import Protocol, cast
 
+from .calibrations import Calibrations, Point
 from .counters import Counters, Snapshot
 from .stopping import StopFlag, ignore_stop_signals
 from .streams import Admission, CancelReason, StreamBoard, StreamState
 from .workers import WorkerProcess
 
-__all__ = ["BoardProxy", "CountersProxy", "Shared", "SharedState", "manager_process", "shared_state"]
+__all__ = [
+    "BoardProxy",
+    "CalibrationsProxy",
+    "CountersProxy",
+    "Shared",
+    "SharedState",
+    "manager_process",
+    "shared_state",
+]
 
 
 class BoardProxy(Protocol):
@@ -49,12 +58,20 @@ class CountersProxy(Protocol):
     def snapshot(self) -> Snapshot: ...
 
 
+class CalibrationsProxy(Protocol):
+    """Start-up measurements by worker kind (ipc/calibrations.py) as seen from any process."""
+
+    def get(self, kind: str) -> list[Point] | None: ...
+    def put(self, kind: str, points: list[Point]) -> None: ...
+
+
 class _Manager(BaseManager):
     pass
 
 
 _Manager.register("StreamBoard", StreamBoard)
 _Manager.register("Counters", Counters)
+_Manager.register("Calibrations", Calibrations)
 
 
 @dataclass(frozen=True)
@@ -64,6 +81,7 @@ class Shared:
     board: BoardProxy
     counters: CountersProxy
     stopping: StopFlag = field(default_factory=StopFlag)  # set when main stops its children
+    calibrations: CalibrationsProxy = field(default_factory=Calibrations)
 
 
 @dataclass(frozen=True)
@@ -87,6 +105,8 @@ def shared_state() -> Iterator[SharedState]:
     try:
         board = cast(BoardProxy, manager.StreamBoard())  # type: ignore[attr-defined]
         counters = cast(CountersProxy, manager.Counters())  # type: ignore[attr-defined]
-        yield SharedState(Shared(board=board, counters=counters), manager_process(manager))
+        calibrations = cast(CalibrationsProxy, manager.Calibrations())  # type: ignore[attr-defined]
+        shared = Shared(board=board, counters=counters, calibrations=calibrations)
+        yield SharedState(shared, manager_process(manager))
     finally:
         manager.shutdown()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..ipc.frames import Ticket
-from ..ipc.manager import Shared
+from ..ipc.manager import CalibrationsProxy, Shared
 from ..ipc.streams import StreamState
 from ..model.layout import ModelDir
 from ..schemas import PlannedSpeech, RequestContext, SpeechRequest, parse_speech_request
@@ -58,12 +58,20 @@ def available_cpus() -> int:
     return cpus
 
 
-def calibrate(engine: SpeechEngine, catalogue: VoiceCatalogue) -> CostModel:
-    """Warm the engine up and time it on chunks of three sizes: the cost model the scheduler starts from."""
+def calibrate(
+    engine: SpeechEngine, catalogue: VoiceCatalogue, known: CalibrationsProxy, kind: str
+) -> tuple[CostModel, bool]:
+    """Warm the engine up and time it on chunks of three sizes, unless a worker of the same `kind` did
+    already (this one replaces it): the cost model the scheduler starts from, and whether it was known."""
     warm_voice = "af_heart" if "af_heart" in catalogue else next(iter(catalogue.voices))
     voice = catalogue.resolve(warm_voice)
-    time_text(engine, WARMUP_TEXT, voice)
-    return CostModel.fit((len(text), *time_text(engine, text, voice)) for text in CALIBRATION_TEXTS)
+    time_text(engine, WARMUP_TEXT, voice)  # the first synthesis pays for lazy set-up, whatever follows
+    points = known.get(kind)
+    if points is not None:
+        return CostModel.fit(points), True
+    points = [(len(text), *time_text(engine, text, voice)) for text in CALIBRATION_TEXTS]
+    known.put(kind, points)
+    return CostModel.fit(points), False
 
 
 class WorkerRuntime:
@@ -94,7 +102,11 @@ class WorkerRuntime:
         context = RequestContext(
             catalogue=catalogue, max_input_chars=settings.max_input_chars, languages=installed_languages()
         )
-        cost = engine.costs() if isinstance(engine, EmulatedEngine) else calibrate(engine, catalogue)
+        if isinstance(engine, EmulatedEngine):
+            cost, known = engine.costs(), False
+        else:
+            kind = f"{device} {engine.name} {threads} threads"
+            cost, known = calibrate(engine, catalogue, shared.calibrations, kind)
         scheduler = Scheduler(
             cost,
             policy=settings.scheduler,
@@ -103,8 +115,8 @@ class WorkerRuntime:
         )
         runtime = cls(engine, scheduler, shared, context, worker=os.environ.get("LITSERVE_WORKER_ID", "0"))
         logger.info(
-            "worker %s ready on %s (%s engine, %d threads) in %.1f s: %.2f audio s per s, %.3f s per chunk; "
-            "%s scheduler, chunks of %d+ characters, steps up to %.2f s, streams %s",
+            "worker %s ready on %s (%s engine, %d threads) in %.1f s: %.2f audio s per s, %.3f s per chunk "
+            "(%s); %s scheduler, chunks of %d+ characters, steps up to %.2f s, streams %s",
             runtime.pid,
             device,
             engine.name,
@@ -112,6 +124,7 @@ class WorkerRuntime:
             time.monotonic() - started,
             cost.capacity,
             cost.overhead_s,
+            "as an earlier worker measured" if known else "measured",
             scheduler.policy,
             scheduler.min_chunk_chars,
             scheduler.max_step_s,
