@@ -128,7 +128,9 @@ def choose_cut(
     ("1,000,000" costs 65); a word over `cap` split. With `reach` above the budget, a sentence that ends
     within `reach` is taken whole rather than cut mid-way (a first chunk: "Dr. Smith went to Washington.").
     """
-    total = cost(text[head : tokens[first].end])
+    # A cost is at least the length: past max(budget, cap) characters the exact cost changes no decision,
+    # and counting all of a 100,000-character word for each of its chunks is quadratic.
+    total = cost(text[head : min(tokens[first].end, head + max(budget, cap) + 1)])
     if total > budget:
         if total <= cap:
             return Cut(first)
