@@ -42,7 +42,7 @@ system:
 test: model system
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The benchmark (bench/): the real server against the bare pipeline; QUICK=1 for the ~2-minute version.
+# The benchmark (bench/): the real server against the bare pipeline; QUICK=1 for a few-minute version.
 bench: model
 	$(PY) -m bench.run $(if $(filter-out 0,$(QUICK)),--quick)
 

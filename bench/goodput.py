@@ -2,11 +2,11 @@
 
 Three workers: the real engine as a user starts it, and the emulated engine (`--engine emulated:N`) that
 feeds 8 and 32 real-time listeners, standing for a bigger CPU or a GPU. For each worker and policy, on a
-fresh server: a lone stream (its first audio sets what "good" allows), a burst (8 on the real engine, 2x
-capacity on the emulated ones), and open-loop Poisson arrivals at fractions of capacity, the same seeded
-arrivals for both policies. Per run: good share, first audio, the largest underrun, 503s, and the server
-tree's CPU seconds; per server, the longest any admitted stream waited for its first audio and the bound
-the worker holds it to. On the real engine, also cancellation under load.
+fresh server: a lone stream (its first audio sets what "good" allows), a burst (8 on the real engine,
+4 in the quick plan; 2x capacity on the emulated ones), and open-loop Poisson arrivals at fractions of
+capacity, the same seeded arrivals for both policies. Per run: good share, first audio, the largest
+underrun, 503s, and the server tree's CPU seconds; per server, the longest any admitted stream waited for
+its first audio and the bound the worker holds it to. On the real engine, also cancellation under load.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from .listeners import burst, cancellation_under_load, good_first_audio_s, listen, open_loop
 from .processes import CpuMeter, Service
 
-__all__ = ["Scenario", "measure_goodput"]
+__all__ = ["Scenario", "measure_goodput", "servers"]
 
 POLICIES = ("fifo", "edf")  # fifo first: on the real engine its burst measures the worker's capacity
 EMULATED_FIRST_AUDIO_FLOOR_S = 1.0  # a lone emulated stream hears audio in milliseconds
@@ -42,10 +42,10 @@ class Scenario:
 
 
 def scenarios(
-    plan_emulated: tuple[str, ...], duration_s: float, emulated_duration_s: float
+    plan_emulated: tuple[str, ...], duration_s: float, emulated_duration_s: float, real_burst: int
 ) -> list[Scenario]:
     """The real engine, then each emulated worker of the plan (`emulated:N`)."""
-    real = Scenario("real engine", (), None, 8, 0.0, duration_s, cancellation=True)
+    real = Scenario("real engine", (), None, real_burst, 0.0, duration_s, cancellation=True)
     emulated = [
         Scenario(
             engine,
@@ -60,6 +60,12 @@ def scenarios(
     return [real, *emulated]
 
 
+def servers(scenario: Scenario) -> list[tuple[str, tuple[str, ...]]]:
+    """The servers `measure_goodput` asks for, in order: (name, flags), one per policy."""
+    name = scenario.name.replace(":", "-").replace(" ", "-")
+    return [(f"{name}-{policy}", (*scenario.args, "--scheduler", policy)) for policy in POLICIES]
+
+
 def measure_goodput(
     scenario: Scenario,
     texts: tuple[str, ...],
@@ -68,9 +74,8 @@ def measure_goodput(
 ) -> dict[str, Any]:
     """Every run of `scenario` under both policies; `start(name, flags)` gives a ready, warmed-up server."""
     result: dict[str, Any] = {"capacity_audio_s_per_s": scenario.capacity, "policies": {}}
-    for policy in POLICIES:
-        name = f"{scenario.name.replace(':', '-').replace(' ', '-')}-{policy}"
-        server = start(name, (*scenario.args, "--scheduler", policy))
+    for policy, (name, flags) in zip(POLICIES, servers(scenario), strict=True):
+        server = start(name, flags)
         try:
             runs = _runs(server, scenario, texts, loads, result["capacity_audio_s_per_s"])
         finally:

@@ -14,6 +14,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from .cancellation import measure_cancellation
 from .client import speak
 from .engines import engine_of, measure_engine, worker_capacity
 from .figures import build_figures, build_targets
-from .goodput import measure_goodput, scenarios
+from .goodput import measure_goodput, scenarios, servers
 from .latency import measure_idle
 from .machine import LoadMeter, describe_machine, server_torch_threads
 from .memory import measure_memory
@@ -85,6 +86,44 @@ def _warm_up(service: Service, formats: tuple[str, ...] = ("pcm", "mp3")) -> Non
     service.wait_idle()
 
 
+class Launcher:
+    """The tts-api servers a run starts after the first, in the order it asks for them (name, flags).
+
+    With `ahead` (the quick plan), each one is started as the one before it is taken, so that it loads
+    while that one is measured; otherwise each starts when it is asked for. Every server it starts is
+    appended to `services`, whatever happens next."""
+
+    def __init__(
+        self,
+        start: Callable[[str, tuple[str, ...]], Service],
+        order: list[tuple[str, tuple[str, ...]]],
+        services: list[Service],
+        *,
+        ahead: bool,
+    ) -> None:
+        self._start, self._order, self._services, self._ahead = start, dict(order), services, ahead
+        self._started: dict[str, Service] = {}
+
+    def prepare(self) -> None:
+        """Start the first server now (ahead only)."""
+        if self._ahead and self._order:
+            self._launch(next(iter(self._order)))
+
+    def take(self, name: str, flags: tuple[str, ...]) -> Service:
+        """The server `name`, started (not yet ready); with `ahead`, the next one starts too."""
+        assert self._order.get(name) == flags, f"{name} {flags} is not the next server planned"
+        service = self._started.pop(name, None) or self._launch(name)
+        del self._order[name]
+        self.prepare()
+        return service
+
+    def _launch(self, name: str) -> Service:
+        if name not in self._started:
+            self._started[name] = self._start(name, self._order[name])
+            self._services.append(self._started[name])
+        return self._started[name]
+
+
 def _stop_in_background(service: Service, stopping: list[threading.Thread]) -> None:
     """SIGTERM and reap the server's tree while the results are written (a clean shutdown takes
     seconds); only once nothing is measured any more."""
@@ -126,6 +165,25 @@ def measure(
         raw["server_torch_threads"] = server_torch_threads(server.log())
         default_engine = engine_of(server)
         default_capacity = worker_capacity(server)
+        # Where nothing is exported, torch is the default engine: measured as such above.
+        variants = [("torch", ("--engine", "torch")), ("untrimmed", ("--no-trim-silence",))]
+        variants = [(v, flags) for v, flags in variants if not (v == "torch" and default_engine == "torch")]
+        goodput = scenarios(
+            plan.emulated, plan.listener_duration_s, plan.emulated_duration_s, plan.real_burst
+        )
+        scale_flags = ("--engine", "emulated:200", "--max-pending", "1024")
+        launcher = Launcher(
+            lambda name, flags: Service.tts_api_server(model_dir, logs, device, *flags, name=name),
+            [
+                *((f"tts-api-{v}", flags) for v, flags in variants),
+                ("tts-api-two-workers", ("--workers-per-device", "2")),
+                *(spec for scenario in goodput for spec in servers(scenario)),
+                ("scale", scale_flags),
+            ],
+            services,
+            ahead=plan.start_ahead,
+        )
+        launcher.prepare()
 
         load.phase("idle requests")
         _progress(started, "figures 1, 2, 4: idle requests and bare pipeline, interleaved")
@@ -186,14 +244,10 @@ def measure(
         )
         _stop_in_background(plain, stopping)
 
-        for variant, flags in (("torch", ("--engine", "torch")), ("untrimmed", ("--no-trim-silence",))):
-            if variant in raw["engines"]:
-                continue
+        for variant, flags in variants:
             load.phase(f"engine {variant}", measured=False)
             _progress(started, f"figures 10-11: {' '.join(flags)} beside the bare pipeline")
-            other = Service.tts_api_server(model_dir, logs, device, *flags, name=f"tts-api-{variant}")
-            services.append(other)
-            other.wait_ready()
+            other = launcher.take(f"tts-api-{variant}", flags).wait_ready()
             _warm_up(other, ("pcm",))
             load.phase(f"engine {variant}")
             raw["engines"][variant] = {
@@ -201,19 +255,14 @@ def measure(
                 "capacity": worker_capacity(other),
             }
             name = variant if variant == "torch" else f"{raw['engines'][variant]['engine']}, {variant}"
-            if name not in raw["quality"]["variants"]:  # torch is the default where nothing is exported
-                raw["quality"]["variants"][name] = score_server(other, plan.quality_sentences)
+            raw["quality"]["variants"][name] = score_server(other, plan.quality_sentences)
             load.phase(f"stopping engine {variant}", measured=False)
             other.stop()
 
         load.phase("engine two workers", measured=False)
         streams = plan.two_worker_streams
         _progress(started, f"figure 10: {streams} streams on two workers of one thread each")
-        two = Service.tts_api_server(
-            model_dir, logs, device, "--workers-per-device", "2", name="tts-api-two-workers"
-        )
-        services.append(two)
-        two.wait_ready()
+        two = launcher.take("tts-api-two-workers", ("--workers-per-device", "2")).wait_ready()
         _warm_up(two, ("pcm",))
         load.phase("engine two workers")
         raw["engines"]["two_workers"] = {
@@ -224,14 +273,12 @@ def measure(
         two.stop()
 
         raw["goodput"] = {}
-        for scenario in scenarios(plan.emulated, plan.listener_duration_s, plan.emulated_duration_s):
+        for scenario in goodput:
             _progress(started, f"figures 7, 9: listeners on the {scenario.name}, fifo then edf")
 
             def start(name: str, flags: tuple[str, ...]) -> Service:
                 load.phase(f"starting {name}", measured=False)
-                server = Service.tts_api_server(model_dir, logs, device, *flags, name=name)
-                services.append(server)
-                server.wait_ready()
+                server = launcher.take(name, flags).wait_ready()
                 _warm_up(server, ("pcm",))
                 load.phase(f"listeners {name}")
                 return server
@@ -242,11 +289,7 @@ def measure(
 
         load.phase("starting emulated:200", measured=False)
         _progress(started, f"figure 8: {', '.join(map(str, plan.scale_streams))} streams on emulated:200")
-        scale = Service.tts_api_server(
-            model_dir, logs, device, "--engine", "emulated:200", "--max-pending", "1024", name="scale"
-        )
-        services.append(scale)
-        scale.wait_ready()
+        scale = launcher.take("scale", scale_flags).wait_ready()
         _warm_up(scale, ("pcm",))
         load.phase("scale")
         raw["scale"] = measure_scale(scale, plan.texts["medium"], plan.scale_streams)

@@ -96,8 +96,11 @@ LISTENER_TEXTS: tuple[str, ...] = (
     "listening with their eyes closed.",
 )
 
-# The quick run's listeners: the same stories, one sentence each.
-QUICK_LISTENER_TEXTS: tuple[str, ...] = tuple(text.split(". ")[0] + "." for text in LISTENER_TEXTS)
+# The quick run's listeners: the first eight words of each story (bursts and arrivals last as long as
+# the audio they ask for; the quick run checks the shape, not the numbers).
+QUICK_LISTENER_TEXTS: tuple[str, ...] = tuple(
+    " ".join(text.split()[:8]).rstrip(",") + "." for text in LISTENER_TEXTS
+)
 
 # The quality table's sentences (as written, and as PocketSphinx should hear them): one-word answers and
 # greetings (where edge silence is most of the clip), questions, numbers, lists, quotes, abbreviations and
