@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.servers import ServerPool, shared_server
 from tests.tiny_model import build_tiny_model_dir, tiny_samples
 from tts_api.model.layout import ModelDir
 from tts_api.processes import ServerProcess, free_port
 from tts_api.settings import Settings
+
+if TYPE_CHECKING:
+    from tts_api.synth.engine import KokoroEngine
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 # Test servers run beside the test process (and, in CI, other servers) on 2 cores: one torch thread each
@@ -46,38 +52,42 @@ def real_model_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_engines(real_model_dir: Path) -> Callable[[bool], KokoroEngine]:
+    """The real weights on the default engine, loaded once per session: `real_engines(trim_silence)`."""
+    from tts_api.synth.engine import KokoroEngine
+
+    return functools.cache(lambda trim: KokoroEngine(real_model_dir, "cpu", trim_silence=trim))
+
+
+# Where tiny_server serves the Wyoming protocol.
+TINY_WYOMING_PORT = free_port()
+
+
+@pytest.fixture(scope="session")
 def tiny_wyoming_port() -> int:
-    """Where tiny_server serves the Wyoming protocol."""
-    return free_port()
+    return TINY_WYOMING_PORT
 
 
-@pytest.fixture(scope="session")
-def tiny_server(
-    tiny_model_dir: Path, tiny_wyoming_port: int, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """One server on the tiny model, shared by the tests that need no special configuration; it serves
-    Wyoming too (tests/wyoming/), which changes nothing for the others."""
-    server = ServerProcess.tts_api(
-        tiny_model_dir,
-        tmp_path_factory.mktemp("logs") / "tiny-server.log",
-        "--wyoming-port",
-        str(tiny_wyoming_port),
-    ).wait_ready()
-    yield server
-    server.stop()
+@pytest.fixture(scope="session", autouse=True)
+def server_pool(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerPool]:
+    """Every test server of the session, each started while the tests before it run (tests/servers.py);
+    the first from the session's first test on."""
+    order = ServerPool.order_of(request.session.items)
+    tiny_model_dir: Path | None = request.getfixturevalue("tiny_model_dir") if order else None
+    pool = ServerPool(order, tiny_model_dir, tmp_path_factory.mktemp("logs"))
+    yield pool
+    pool.close()
 
 
-@pytest.fixture(scope="session")
-def tiny_server_multi(
-    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """Two workers and two HTTP server processes: requests cross process boundaries."""
-    log = tmp_path_factory.mktemp("logs") / "tiny-server-multi.log"
-    server = ServerProcess.tts_api(
-        tiny_model_dir, log, "--workers-per-device", "2", "--api-servers", "2"
-    ).wait_ready()
-    yield server
-    server.stop()
+# One server on the tiny model, shared by the tests that need no special configuration; it serves Wyoming
+# too (tests/wyoming/), which changes nothing for the others.
+tiny_server = shared_server("tiny_server", "--wyoming-port", str(TINY_WYOMING_PORT), scope="session")
+# Two workers and two HTTP server processes: requests cross process boundaries.
+tiny_server_multi = shared_server(
+    "tiny_server_multi", "--workers-per-device", "2", "--api-servers", "2", scope="session"
+)
 
 
 @pytest.fixture(params=["tiny_server", "tiny_server_multi"], ids=["1-worker", "2-workers-2-api-servers"])

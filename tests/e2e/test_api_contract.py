@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 
 from tests.audio_check import decode
 from tests.rawclient import RawRequest, metrics, wait_for
+from tests.servers import shared_server
 from tts_api.processes import ServerProcess
 from tts_api.text.planning import plan_chunks
 
@@ -127,7 +127,7 @@ def test_the_openai_sdk_error_carries_the_servers_message(tiny_server: ServerPro
 
 
 def test_six_concurrent_formats_each_get_their_own_audio(any_server: ServerProcess) -> None:
-    requests = {fmt: {"input": f"This is the {fmt} request, {i + 1} words longer." + " word" * i,
+    requests = {fmt: {"input": f"The {fmt} request." + " word" * i,
                       "response_format": fmt, "seed": 7} for i, fmt in enumerate(FORMATS)}  # fmt: skip
     alone = {fmt: decode(speech(any_server, body).content, fmt)[0] for fmt, body in requests.items()}
     for _ in range(3):
@@ -242,15 +242,8 @@ def test_models_and_unknown_routes_answer_in_the_openai_shape(tiny_server: Serve
         assert response.json()["error"]["message"]
 
 
-@pytest.fixture(scope="module")
-def strict_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server with an API key and room for a single pending request."""
-    log = tmp_path_factory.mktemp("logs") / "strict.log"
-    server = ServerProcess.tts_api(
-        tiny_model_dir, log, "--max-pending", "1", env={"TTS_API_KEY": "s3cret"}
-    ).wait_ready()
-    yield server
-    server.stop()
+# A server with an API key and room for a single pending request.
+strict_server = shared_server("strict_server", "--max-pending", "1", env={"TTS_API_KEY": "s3cret"})
 
 
 def test_an_api_key_protects_the_v1_routes_but_not_health(strict_server: ServerProcess) -> None:

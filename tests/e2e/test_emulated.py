@@ -7,14 +7,13 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
 from tests.rawclient import RawRequest, metrics, wait_for
+from tests.servers import shared_server
 from tts_api.processes import ServerProcess
 
 pytestmark = pytest.mark.server
@@ -25,14 +24,7 @@ STORY = " ".join(
 )
 
 
-@pytest.fixture(scope="module")
-def emulated_server(
-    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    log = tmp_path_factory.mktemp("logs") / "emulated-server.log"
-    server = ServerProcess.tts_api(tiny_model_dir, log, "--engine", "emulated:8").wait_ready()
-    yield server
-    server.stop()
+emulated_server = shared_server("emulated_server", "--engine", "emulated:8")
 
 
 def test_health_info_and_the_log_say_the_engine_is_emulated(emulated_server: ServerProcess) -> None:

@@ -3,15 +3,13 @@ OpenAI error shape. Bounded to fit `make test`: a small input limit and a fixed 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import Case
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
+from tests.servers import shared_server
 from tts_api.processes import ServerProcess
 
 pytestmark = pytest.mark.server
@@ -19,13 +17,8 @@ EXAMPLES_PER_OPERATION = 40
 REQUEST_TIMEOUT_S = 60  # a response slower than this counts as a hang
 
 
-@pytest.fixture(scope="module")
-def fuzz_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    log = tmp_path_factory.mktemp("logs") / "fuzz.log"
-    # A short input limit keeps every accepted request quick to synthesize.
-    server = ServerProcess.tts_api(tiny_model_dir, log, "--max-input-chars", "120").wait_ready()
-    yield server
-    server.stop()
+# A short input limit keeps every accepted request quick to synthesize.
+fuzz_server = shared_server("fuzz_server", "--max-input-chars", "120")
 
 
 @pytest.fixture(scope="module")

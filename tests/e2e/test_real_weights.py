@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.audio_check import decode, transcribe
+from tests.servers import shared_server
 from tts_api.processes import ROOT, ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -26,13 +26,7 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return row[-1] / len(ref)
 
 
-@pytest.fixture(scope="module")
-def real_server(real_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess.tts_api(
-        real_model_dir, tmp_path_factory.mktemp("logs") / "real-server.log"
-    ).wait_ready()
-    yield server
-    server.stop()
+real_server = shared_server("real_server", real=True)
 
 
 @pytest.mark.parametrize(

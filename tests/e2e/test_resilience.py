@@ -23,8 +23,7 @@ import socket
 import threading
 import time
 import wave
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import psutil
@@ -32,7 +31,8 @@ import pytest
 
 from tests.audio_check import decode
 from tests.rawclient import RawRequest, metrics, wait_for
-from tts_api.processes import ServerProcess, free_port
+from tests.servers import shared_server
+from tts_api.processes import ServerProcess, free_port, wait_gone
 
 pytestmark = pytest.mark.server
 SPEECH = "/v1/audio/speech"
@@ -98,16 +98,9 @@ def steady(read: Callable[[], float], quiet_s: float, timeout: float, what: str)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def resilient_server(
-    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    log = tmp_path_factory.mktemp("logs") / "resilient.log"
-    server = ServerProcess.tts_api(
-        tiny_model_dir, log, "--max-lead", str(MAX_LEAD_S), "--idle-timeout", str(IDLE_TIMEOUT_S)
-    ).wait_ready()
-    yield server
-    server.stop()
+resilient_server = shared_server(
+    "resilient_server", "--max-lead", str(MAX_LEAD_S), "--idle-timeout", str(IDLE_TIMEOUT_S)
+)
 
 
 def test_a_killed_worker_fails_its_stream_visibly_and_is_replaced(resilient_server: ServerProcess) -> None:
@@ -275,7 +268,7 @@ def _start_stream(server: ServerProcess, text: str, outcome: dict[str, object]) 
                         outcome.setdefault("first", time.monotonic())
         except httpx.HTTPError as exc:
             outcome["transport_error"] = type(exc).__name__
-        outcome["events"] = events
+        outcome["events"], outcome["ended"] = events, time.monotonic()
 
     thread = threading.Thread(target=listener)
     thread.start()
@@ -283,31 +276,39 @@ def _start_stream(server: ServerProcess, text: str, outcome: dict[str, object]) 
     return thread
 
 
+# Several chunks after the first: still being spoken when the drain begins, at any machine speed.
 MEDIUM_TEXT = " ".join(
-    f"Part {i} of a story that is still being told when the server is asked to stop." for i in range(8)
+    f"Part {i} of a story that is still being told when the server is asked to stop." for i in range(3)
 )
 
 
 # How a server is stopped in the wild. Each stop drains and then ends every process, exit code 0, nothing
 # left for anyone to kill, whichever processes the signal reached.
+STOP_WYOMING_PORT = free_port()
 STOPS = {
     # `docker stop`, `kill PID`: SIGTERM to the main process only; two workers and two HTTP servers.
-    "docker-stop": (signal.SIGTERM, False, "120", ["--workers-per-device", "2", "--api-servers", "2"]),
+    "docker-stop": (signal.SIGTERM, False, "120", ("--workers-per-device", "2", "--api-servers", "2")),
     # systemd's default KillMode=control-group, `kill -- -PGID`: SIGTERM to every process, the Wyoming
     # child included; a stream in flight finishes all the same.
-    "systemd-stop": (signal.SIGTERM, True, "120", ["--wyoming-port"]),
+    "systemd-stop": (signal.SIGTERM, True, "120", ("--wyoming-port", str(STOP_WYOMING_PORT))),
     # Ctrl-C in a terminal: SIGINT to every process; a short grace cuts the stream in flight, visibly.
-    "ctrl-c": (signal.SIGINT, True, "0.5", []),
+    "ctrl-c": (signal.SIGINT, True, "0.5", ()),
 }
+# A server for each (tests/servers.py starts it ahead): fixtures named like `ctrl_c_server`.
+STOP_SERVERS = {how: how.replace("-", "_") + "_server" for how in STOPS}
+for _how, (_, _, _grace, _extra) in STOPS.items():
+    globals()[STOP_SERVERS[_how]] = shared_server(
+        STOP_SERVERS[_how], "--drain-grace", _grace, *_extra, scope="function"
+    )
 
 
-@pytest.mark.parametrize("how", list(STOPS))
-def test_a_stop_drains_then_ends_every_process(tiny_model_dir: Path, tmp_path: Path, how: str) -> None:
+@pytest.mark.parametrize(("how", "server_name"), list(STOP_SERVERS.items()), ids=list(STOPS))
+def test_a_stop_drains_then_ends_every_process(
+    request: pytest.FixtureRequest, how: str, server_name: str
+) -> None:
     sig, whole_group, grace, extra = STOPS[how]
-    wyoming = free_port() if "--wyoming-port" in extra else None
-    args = [*extra, str(wyoming)] if wyoming else extra
-    server = ServerProcess.tts_api(tiny_model_dir, tmp_path / "server.log", "--drain-grace", grace, *args)
-    server.wait_ready()
+    wyoming = STOP_WYOMING_PORT if "--wyoming-port" in extra else None
+    server: ServerProcess = request.getfixturevalue(server_name)
     if wyoming:
         wait_for(lambda: listening(wyoming), 30, "the Wyoming service")
     processes = server.tree()
@@ -331,6 +332,7 @@ def test_a_stop_drains_then_ends_every_process(tiny_model_dir: Path, tmp_path: P
         10,
         "new requests to be refused",
     )
+    refused_at = time.monotonic()
     assert refused.headers["retry-after"]
     assert httpx.get(server.url + "/health", timeout=10).json()["status"] == "draining"
     if wyoming:
@@ -340,10 +342,12 @@ def test_a_stop_drains_then_ends_every_process(tiny_model_dir: Path, tmp_path: P
     assert isinstance(events, list)
     if grace == "120":
         assert events[-1]["type"] == "speech.audio.done", "the request in flight should have finished"
+        ended = outcome["ended"]
+        assert isinstance(ended, float) and refused_at < ended, "the stream ended before the drain began"
     else:
         assert events[-1]["type"] == "error" and "shutting down" in str(events[-1]), events[-1]
     assert server.process.wait(timeout=120) == 0, server.log()[-3000:]
-    _, alive = psutil.wait_procs(processes, timeout=10)
+    alive = wait_gone(processes, timeout=10)
     assert alive == [], f"left behind: {alive}"  # each ended by itself: nothing needs killing
     assert server.stop() == []
     if wyoming:
@@ -351,12 +355,13 @@ def test_a_stop_drains_then_ends_every_process(tiny_model_dir: Path, tmp_path: P
     assert "Traceback" not in server.log()
 
 
-def test_a_dead_manager_stops_the_server_with_a_failure_exit_code(
-    tiny_model_dir: Path, tmp_path: Path
-) -> None:
+def test_a_dead_manager_stops_the_server_with_a_failure_exit_code(resilient_server: ServerProcess) -> None:
     """The shared state is gone: no crash loop of workers reloading the model, no limping on. Every process
-    stops, and the exit code tells the supervisor to start the server afresh."""
-    server = ServerProcess.tts_api(tiny_model_dir, tmp_path / "server.log").wait_ready()
+    stops, and the exit code tells the supervisor to start the server afresh.
+
+    Last in this file: it ends the module's server."""
+    server = resilient_server
+    idle(server)
     processes = server.tree()
     manager = shared_state_manager(server)
     manager.kill()
@@ -364,11 +369,10 @@ def test_a_dead_manager_stops_the_server_with_a_failure_exit_code(
         health = httpx.get(server.url + "/health", timeout=10)
         assert (health.status_code, health.json()["status"]) == (503, "unavailable")
     assert server.process.wait(timeout=60) == 1, server.log()[-3000:]  # as README says
-    _, alive = psutil.wait_procs(processes, timeout=10)
+    alive = wait_gone(processes, timeout=10)
     assert alive == [], f"left behind: {alive}"
     errors = [line for line in server.log().splitlines() if " ERROR " in line and str(manager.pid) in line]
     assert errors, "no error line names the process that died"
-    server.stop()
 
 
 def listening(port: int) -> bool:

@@ -7,13 +7,12 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.rawclient import RawRequest, metrics, wait_for
+from tests.servers import shared_server
 from tts_api.processes import ServerProcess
 
 pytestmark = pytest.mark.server
@@ -60,26 +59,15 @@ def _short_during_long(server: ServerProcess) -> bool:
     return heard_first
 
 
-@contextlib.contextmanager
-def _server(model_dir: Path, log: Path, *flags: str) -> Iterator[ServerProcess]:
-    server = ServerProcess.tts_api(model_dir, log, *flags)
-    try:
-        yield server.wait_ready()
-    finally:
-        server.stop()
+# A worker slower than real time (0.7 audio seconds per second), whose long stream runs dry whatever happens.
+slow_server = shared_server("slow_server", "--engine", "emulated:0.7", scope="function")
 
 
-@pytest.fixture(params=["tiny model", "emulated, slower than real time"])
-def any_speed(
-    request: pytest.FixtureRequest, tiny_server: ServerProcess, tiny_model_dir: Path, tmp_path: Path
-) -> Iterator[ServerProcess]:
-    """The tiny model's worker, and one slower than real time (0.7 audio seconds per second), whose long
-    stream runs dry whatever happens."""
-    if request.param == "tiny model":
-        yield tiny_server
-        return
-    with _server(tiny_model_dir, tmp_path / "slow.log", "--engine", "emulated:0.7") as server:
-        yield server
+@pytest.fixture(params=["tiny_server", "slow_server"], ids=["tiny model", "emulated, slower than real time"])
+def any_speed(request: pytest.FixtureRequest) -> ServerProcess:
+    """The tiny model's worker, and one slower than real time."""
+    server: ServerProcess = request.getfixturevalue(request.param)
+    return server
 
 
 def test_a_short_request_is_heard_before_a_long_stream_ends_whatever_the_worker_speed(
@@ -89,12 +77,17 @@ def test_a_short_request_is_heard_before_a_long_stream_ends_whatever_the_worker_
     assert _short_during_long(any_speed), "the short request waited for the whole long stream"
 
 
-@pytest.fixture
-def two_slow_workers(tiny_model_dir: Path, tmp_path: Path) -> Iterator[ServerProcess]:
-    """Two workers that each feed fewer than two listeners, one HTTP process."""
-    flags = ("--engine", "emulated:1.5", "--workers-per-device", "2", "--api-servers", "1")
-    with _server(tiny_model_dir, tmp_path / "two.log", *flags) as server:
-        yield server
+# Two workers that each feed fewer than two listeners, one HTTP process.
+two_slow_workers = shared_server(
+    "two_slow_workers",
+    "--engine",
+    "emulated:1.5",
+    "--workers-per-device",
+    "2",
+    "--api-servers",
+    "1",
+    scope="function",
+)
 
 
 def _active(url: str) -> dict[str, float]:
@@ -117,11 +110,9 @@ def test_a_request_a_busy_worker_cannot_start_goes_to_its_idle_sibling(
     wait_for(lambda: metrics(url)["tts_cancel_board_entries"] == 0, 30, "an empty board")
 
 
-@pytest.fixture
-def small_lead(tiny_model_dir: Path, tmp_path: Path) -> Iterator[ServerProcess]:
-    flags = ("--engine", "emulated:1.5", "--max-lead", "3", "--idle-timeout", "600")
-    with _server(tiny_model_dir, tmp_path / "lead.log", *flags) as server:
-        yield server
+small_lead = shared_server(
+    "small_lead", "--engine", "emulated:1.5", "--max-lead", "3", "--idle-timeout", "600", scope="function"
+)
 
 
 def test_a_stream_paused_for_a_slow_reader_does_not_block_a_newcomer(small_lead: ServerProcess) -> None:

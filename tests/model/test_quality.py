@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from tts_api.model.quality import MARGIN_S, comparable, dnsmos
+
+if TYPE_CHECKING:
+    from tts_api.synth.engine import KokoroEngine
 
 SR = 24_000
 
@@ -32,12 +36,11 @@ def test_a_silent_clip_is_kept_whole() -> None:
 
 
 @pytest.mark.slow
-def test_dnsmos_hears_the_noise_added_to_clean_speech(real_model_dir: Path) -> None:
-    from tts_api.synth.engine import KokoroEngine
+def test_dnsmos_hears_the_noise_added_to_clean_speech(real_engines: Callable[[bool], KokoroEngine]) -> None:
     from tts_api.synth.speech import speak_all
     from tts_api.voices import VoiceBlend
 
-    engine = KokoroEngine(real_model_dir, "cpu")
+    engine = real_engines(True)
     text = "The quick brown fox jumps over the lazy dog, and then it runs away into the forest."
     speech = comparable(
         np.concatenate([c.audio for c in speak_all(engine, text, VoiceBlend((("af_heart", 1.0),)), seed=0)]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -23,9 +23,8 @@ TEXT = (
 
 
 @pytest.fixture(scope="module")
-def chunks(real_model_dir: Path) -> list:
-    engine = KokoroEngine(real_model_dir, "cpu")
-    return list(speak_all(engine, TEXT, VoiceBlend((("af_heart", 1.0),)), seed=0))
+def chunks(real_engines: Callable[[bool], KokoroEngine]) -> list:
+    return list(speak_all(real_engines(True), TEXT, VoiceBlend((("af_heart", 1.0),)), seed=0))
 
 
 def test_the_text_is_planned_into_several_chunks_with_a_short_first(chunks: list) -> None:

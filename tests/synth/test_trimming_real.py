@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -19,8 +19,8 @@ VOICE = VoiceBlend((("af_heart", 1.0),))
 
 
 @pytest.fixture(scope="module")
-def spoken(real_model_dir: Path) -> dict[bool, list[list[SpeechChunk]]]:
-    engines = {trim: KokoroEngine(real_model_dir, "cpu", trim_silence=trim) for trim in (True, False)}
+def spoken(real_engines: Callable[[bool], KokoroEngine]) -> dict[bool, list[list[SpeechChunk]]]:
+    engines = {trim: real_engines(trim) for trim in (True, False)}
     return {trim: [list(speak_all(e, text, VOICE, seed=0)) for text in TEXTS] for trim, e in engines.items()}
 
 
