@@ -33,4 +33,7 @@ def require_program(found: str | None, what: str, package: str) -> str:
         pytest.fail(f"{reason}, though this machine could install it: did the setup run?", pytrace=False)
     if os.environ.get(REQUIRED_ENV) == "1":
         pytest.fail(f"{reason}; {REQUIRED_ENV}=1 (CI) requires it", pytrace=False)
-    pytest.skip(f"{reason}; not root or no apt-get here, so it cannot be installed")
+    # Reached only off CI: .ci/run sets REQUIRED_ENV, and there the missing program failed above.
+    pytest.skip(
+        f"{reason}; not root or no apt-get here, so it cannot be installed ({REQUIRED_ENV}=1 fails instead)"
+    )
