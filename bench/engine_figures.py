@@ -57,7 +57,11 @@ def engines_figure(raw: dict[str, Any], idle: dict[str, Any]) -> dict[str, Any]:
             ),
         }
     }
-    for variant, flag in (("torch", "--engine torch"), (UNTRIMMED, "--no-trim-silence")):
+    for variant, flag in (
+        ("torch", "--engine torch"),
+        ("bf16", "--engine bf16"),
+        (UNTRIMMED, "--no-trim-silence"),
+    ):
         data = raw.get(variant)
         if data is not None:
             name = f"{data['engine']}, {UNTRIMMED}" if variant == UNTRIMMED else data["engine"]

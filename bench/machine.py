@@ -17,7 +17,7 @@ import psutil
 
 from .processes import ROOT, CpuMeter
 
-__all__ = ["LoadMeter", "describe_machine", "server_torch_threads"]
+__all__ = ["LoadMeter", "bf16_hardware", "describe_machine", "server_torch_threads"]
 
 PACKAGES = ("tts-api", "torch", "kokoro", "misaki", "litserve", "fastapi", "uvicorn", "numpy", "av")
 
@@ -49,6 +49,11 @@ def describe_machine(torch_threads: int, server_torch_threads: int | None) -> di
         "versions": {name: _version(name) for name in PACKAGES},
         "git": _git(),
     }
+
+
+def bf16_hardware() -> bool:
+    """Whether this CPU multiplies in bfloat16 (AMX or AVX512-BF16): where `--engine bf16` may pay."""
+    return bool(set(_cpuinfo().get("flags", "").split()) & {"amx_bf16", "avx512_bf16"})
 
 
 def _cpuinfo() -> dict[str, str]:

@@ -27,7 +27,7 @@ from .engines import engine_of, measure_engine, worker_capacity
 from .figures import build_figures, build_targets
 from .goodput import measure_goodput, scenarios, servers
 from .latency import measure_idle
-from .machine import LoadMeter, describe_machine, server_torch_threads
+from .machine import LoadMeter, bf16_hardware, describe_machine, server_torch_threads
 from .memory import measure_memory
 from .plan import FULL, QUICK, Plan
 from .processes import ROOT, Service
@@ -168,6 +168,8 @@ def measure(
         # Where nothing is exported, torch is the default engine: measured as such above.
         variants = [("torch", ("--engine", "torch")), ("untrimmed", ("--no-trim-silence",))]
         variants = [(v, flags) for v, flags in variants if not (v == "torch" and default_engine == "torch")]
+        if plan.bf16_variant and bf16_hardware():
+            variants.insert(1, ("bf16", ("--engine", "bf16")))
         goodput = scenarios(
             plan.emulated, plan.listener_duration_s, plan.emulated_duration_s, plan.real_burst
         )
@@ -254,7 +256,9 @@ def measure(
                 **measure_engine(other, bare, plan),
                 "capacity": worker_capacity(other),
             }
-            name = variant if variant == "torch" else f"{raw['engines'][variant]['engine']}, {variant}"
+            name = (
+                variant if variant in ("torch", "bf16") else f"{raw['engines'][variant]['engine']}, {variant}"
+            )
             raw["quality"]["variants"][name] = score_server(other, plan.quality_sentences)
             load.phase(f"stopping engine {variant}", measured=False)
             other.stop()

@@ -23,8 +23,8 @@ __all__ = [
 ]
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
-ModelEngine = Literal["auto", "torch", "onnx"]
-MODEL_ENGINES: tuple[str, ...] = ("auto", "torch", "onnx")
+ModelEngine = Literal["auto", "torch", "onnx", "bf16"]
+MODEL_ENGINES: tuple[str, ...] = ("auto", "torch", "onnx", "bf16")
 EMULATED_PREFIX = "emulated:"
 _EMULATED = re.compile(r"emulated:(?P<n>\d+(?:\.\d+)?)(?::(?P<overhead>\d+(?:\.\d+)?))?")
 DEFAULT_EMULATED_OVERHEAD_S = 0.02  # a GPU call's fixed cost, roughly
@@ -80,8 +80,9 @@ class Settings(BaseSettings):
     host: Literal["127.0.0.1", "0.0.0.0", "::"] = "127.0.0.1"
     port: int = Field(default=8000, ge=1024, le=65535)
     device: Device = "auto"
-    # The decoder engine: `onnx` (the export `make model` verified; CPU), `torch`, or `auto`: onnx on a CPU
-    # when its export is there, torch otherwise. `emulated:N[:OVERHEAD_S]` sleeps instead of synthesizing,
+    # The decoder engine: `onnx` (the export `make model` verified; CPU), `torch`, `bf16` (torch's decoder in
+    # bfloat16: faster where the CPU multiplies in bf16, e.g. AMX), or `auto`: onnx on a CPU when its export
+    # is there, torch otherwise. `emulated:N[:OVERHEAD_S]` sleeps instead of synthesizing,
     # like a worker that feeds N real-time listeners (load tests; see synth/emulated.py).
     engine: str = "auto"
     workers_per_device: int = Field(default=1, ge=1)

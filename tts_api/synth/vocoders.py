@@ -3,10 +3,12 @@
 Between the two, the silence at a chunk's edges that the seams would throw away is cut from the decoder's
 inputs (model/edges.py), so the vocoder never makes it.
 
-Two engines run the decoder: `torch` (kokoro's own modules, any device) and `onnx` (the export made and
-verified by `make model`, on ONNX Runtime, CPU). Both take the sine source's random draws from the
-current request's generator, and both stop mid-chunk when `interrupt()` is called from another thread:
-ONNX Runtime between kernels (`RunOptions.terminate`), torch before any of the decoder's convolutions.
+Three engines run the decoder: `torch` (kokoro's own modules, any device), `bf16` (the same modules under
+bfloat16 autocast: on a CPU with AMX about 1.5x the speed of `onnx`, ~26 dB from fp32, which DNSMOS and
+PocketSphinx do not tell apart) and `onnx` (the export made and verified by `make model`, on ONNX
+Runtime, CPU). All take the sine source's random draws from the current request's generator, and all
+stop mid-chunk when `interrupt()` is called from another thread: ONNX Runtime between kernels
+(`RunOptions.terminate`), torch (either precision) before any of the decoder's convolutions.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..settings import ModelEngine
 from .seams import KEEP_LEAD_S, KEEP_TAIL_S
 from .speech import Interrupted
 
-__all__ = ["EDGE_TRIM", "SpeechModel", "Vocoder", "choose_vocoder"]
+__all__ = ["EDGE_TRIM", "Bf16Vocoder", "SpeechModel", "Vocoder", "choose_vocoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +93,17 @@ class TorchVocoder:
         self._stop.clear()
 
 
+class Bf16Vocoder(TorchVocoder):
+    """kokoro's decoder in torch under bfloat16 autocast (its convolutions and matmuls in bf16); audio in
+    fp32. Fast on a CPU with AMX; on a Zen 5 with AVX512-BF16 alone no faster than fp32; GPUs untried."""
+
+    name = "bf16"
+
+    def decode(self, inputs: DecoderInputs, rand_ini: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            return super().decode(inputs, rand_ini, noise).float()
+
+
 class OnnxVocoder:
     """The exported decoder on ONNX Runtime; a run in flight stops at the next kernel when interrupted."""
 
@@ -136,6 +149,8 @@ class OnnxVocoder:
 def choose_vocoder(requested: ModelEngine, model: KModel, files: ModelDir, threads: int) -> Vocoder:
     """The engine asked for, or for `auto` the fastest verified one for the device; torch when the other
     is missing or fails to load (said in one log line, never a crash)."""
+    if requested == "bf16":
+        return Bf16Vocoder(model)
     if requested == "torch" or (requested == "auto" and model.device.type != "cpu"):
         return TorchVocoder(model)
     reason = _onnx_unavailable(files, model)
