@@ -256,9 +256,8 @@ def measure(
                 **measure_engine(other, bare, plan),
                 "capacity": worker_capacity(other),
             }
-            name = (
-                variant if variant in ("torch", "bf16") else f"{raw['engines'][variant]['engine']}, {variant}"
-            )
+            # An engine variant is named by itself; the untrimmed one by its engine too.
+            name = f"{raw['engines'][variant]['engine']}, {variant}" if variant == "untrimmed" else variant
             raw["quality"]["variants"][name] = score_server(other, plan.quality_sentences)
             load.phase(f"stopping engine {variant}", measured=False)
             other.stop()

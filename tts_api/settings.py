@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,7 +24,7 @@ __all__ = [
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
 ModelEngine = Literal["auto", "torch", "onnx", "bf16"]
-MODEL_ENGINES: tuple[str, ...] = ("auto", "torch", "onnx", "bf16")
+MODEL_ENGINES: tuple[str, ...] = get_args(ModelEngine)
 EMULATED_PREFIX = "emulated:"
 _EMULATED = re.compile(r"emulated:(?P<n>\d+(?:\.\d+)?)(?::(?P<overhead>\d+(?:\.\d+)?))?")
 DEFAULT_EMULATED_OVERHEAD_S = 0.02  # a GPU call's fixed cost, roughly
@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1024, le=65535)
     device: Device = "auto"
     # The decoder engine: `onnx` (the export `make model` verified; CPU), `torch`, `bf16` (torch's decoder in
-    # bfloat16: faster where the CPU multiplies in bf16, e.g. AMX), or `auto`: onnx on a CPU when its export
+    # bfloat16: faster on a CPU with AMX), or `auto`: onnx on a CPU when its export
     # is there, torch otherwise. `emulated:N[:OVERHEAD_S]` sleeps instead of synthesizing,
     # like a worker that feeds N real-time listeners (load tests; see synth/emulated.py).
     engine: str = "auto"

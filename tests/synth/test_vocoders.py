@@ -15,9 +15,8 @@ from tts_api.synth.speech import Interrupted, speak_all
 from tts_api.voices import VoiceCatalogue
 from tts_api.worker.watch import ChunkWatch
 
-BF16_MIN_SNR_DB = (
-    10.0  # the tiny model: 16.9 dB on an AMX Xeon (rounding differs by CPU); real weights ~26 dB
-)
+# The tiny model gave 16.9 dB on an AMX Xeon (bf16 rounding differs by CPU); the real weights ~26 dB.
+BF16_MIN_SNR_DB = 10.0
 
 # One chunk of about 360 weighted characters: seconds of work, so a stop can land inside it.
 LONG_CHUNK = (
