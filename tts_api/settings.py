@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1024, le=65535)
     device: Device = "auto"
     # The decoder engine: `onnx` (the export `make model` verified; CPU), `torch`, `bf16` (torch's decoder in
-    # bfloat16: faster on a CPU with AMX), or `auto`: onnx on a CPU when its export
+    # bfloat16: a choice; see README's Engines), or `auto`: onnx on a CPU when its export
     # is there, torch otherwise. `emulated:N[:OVERHEAD_S]` sleeps instead of synthesizing,
     # like a worker that feeds N real-time listeners (load tests; see synth/emulated.py).
     engine: str = "auto"

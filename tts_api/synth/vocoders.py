@@ -4,11 +4,12 @@ Between the two, the silence at a chunk's edges that the seams would throw away 
 inputs (model/edges.py), so the vocoder never makes it.
 
 Three engines run the decoder: `torch` (kokoro's own modules, any device), `bf16` (the same modules under
-bfloat16 autocast: on a CPU with AMX about 1.5x the speed of `onnx`, ~26 dB from fp32, which DNSMOS and
-PocketSphinx do not tell apart) and `onnx` (the export made and verified by `make model`, on ONNX
-Runtime, CPU). All take the sine source's random draws from the current request's generator, and all
-stop mid-chunk when `interrupt()` is called from another thread: ONNX Runtime between kernels
-(`RunOptions.terminate`), torch (either precision) before any of the decoder's convolutions.
+bfloat16 autocast: ~26 dB from fp32, which DNSMOS and PocketSphinx do not tell apart; on a CPU with AMX
+1.5x `onnx` decoding alone, no faster than fp32 torch in the server's long stream under `make bench`)
+and `onnx` (the export made and verified by `make model`, on ONNX Runtime, CPU). All take the sine
+source's random draws from the current request's generator, and all stop mid-chunk when `interrupt()` is
+called from another thread: ONNX Runtime between kernels (`RunOptions.terminate`), torch (either
+precision) before any of the decoder's convolutions.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class TorchVocoder:
 
 class Bf16Vocoder(TorchVocoder):
     """kokoro's decoder in torch under bfloat16 autocast (its convolutions and matmuls in bf16); audio in
-    fp32. Fast on a CPU with AMX; on a Zen 5 with AVX512-BF16 alone no faster than fp32; GPUs untried."""
+    fp32. Fast decoding alone on a CPU with AMX, not in the server under `make bench`; on a Zen 5 with
+    AVX512-BF16 alone no faster than fp32; GPUs untried."""
 
     name = "bf16"
 
