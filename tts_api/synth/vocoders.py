@@ -32,7 +32,7 @@ from ..settings import ModelEngine
 from .seams import KEEP_LEAD_S, KEEP_TAIL_S
 from .speech import Interrupted
 
-__all__ = ["EDGE_TRIM", "Bf16Vocoder", "SpeechModel", "Vocoder", "choose_vocoder"]
+__all__ = ["EDGE_TRIM", "SpeechModel", "Vocoder", "choose_vocoder"]
 
 logger = logging.getLogger(__name__)
 
