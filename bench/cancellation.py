@@ -29,8 +29,9 @@ def _cpu_timeline(server: Service, window_s: float) -> list[tuple[float, float]]
     started = time.monotonic()
     meter = CpuMeter(server.tree())
     timeline = [(0.0, 0.0)]
-    while (elapsed := time.monotonic() - started) < window_s:
-        time.sleep(min(CPU_SAMPLE_S, window_s - elapsed))
+    # Until a sample's own time reaches the window (the read after it takes time, so not the clock's).
+    while timeline[-1][0] < window_s:
+        time.sleep(max(0.0, min(CPU_SAMPLE_S, window_s - (time.monotonic() - started))))
         timeline.append((time.monotonic() - started, meter.read(server.tree())))
     return timeline
 
