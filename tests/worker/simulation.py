@@ -96,6 +96,7 @@ class Simulation:
             self.policy.cost.learn(chars, stream.speed, spent, self.truth.audio(chars, stream.speed))
             self._deliver(stream, chars)
             plan.spoke(chars)
+            stream.plan_chars = plan.plan.budget
             if stream.finished:
                 del streams[stream.key]
                 self.outcomes[stream.key].done_s = self.now - self.outcomes[stream.key].arrived_s
@@ -105,6 +106,7 @@ class Simulation:
         outcome = self.outcomes[stream.key]
         if stream.first_audio_s is None:
             stream.first_audio_s = self.now
+            self.policy.started(chars)
             outcome.first_audio_s = self.now - outcome.arrived_s
         else:
             outcome.worst_gap_s = max(

@@ -24,6 +24,7 @@ from tts_api.schemas import RequestContext
 from tts_api.settings import EmulatedSpec
 from tts_api.synth.costs import TYPICAL_CHARS_PER_AUDIO_S, CostModel
 from tts_api.synth.emulated import EmulatedEngine
+from tts_api.text.planning import MAX_CHUNK_CHARS
 from tts_api.voices import VoiceCatalogue
 from tts_api.worker.loop import SpeechLoop
 from tts_api.worker.runtime import WorkerRuntime
@@ -340,3 +341,29 @@ def test_a_stream_paused_for_a_slow_reader_does_not_block_a_newcomer() -> None:
     harness.queue.put(_SENTINEL_VALUE)
     thread.join(timeout=60)
     assert runtime.board.size() == 0
+
+
+class _DistantBoard(StreamBoard):
+    """A board a round trip away: every read of the streams' states takes 30 ms."""
+
+    def poll(self, keys: list[str]) -> Any:
+        time.sleep(0.03)
+        return super().poll(keys)
+
+
+def test_a_chunk_is_costed_with_the_loop_round_around_it() -> None:
+    """The board round trip, admission and picking are paid once per chunk too. With a fast engine they
+    are a good part of a chunk's cost, and a scheduler that did not know admitted more streams on
+    emulated:200 than it could feed."""
+    runtime = _runtime(200.0, shared=Shared(board=_DistantBoard(), counters=Counters()))
+    engine_cost = runtime.engine.costs().cost(MAX_CHUNK_CHARS, 1.0)  # type: ignore[attr-defined]
+    harness = _worker(runtime)
+    thread = threading.Thread(target=SpeechLoop().serve, args=(runtime, harness.queue, harness.transport))
+    thread.start()
+    harness.submit("a", {"input": SENTENCE * 20, "response_format": "pcm"})
+    harness.transport.wait_for(lambda: harness.transport.finished("a"))
+    harness.queue.put(_SENTINEL_VALUE)
+    thread.join(timeout=60)
+    # Most chunks are this big; the 30 ms read is in what the model learned (less a little slack for the
+    # least-squares fit; without the round it learns the engine's sleep alone).
+    assert runtime.scheduler.cost.cost(MAX_CHUNK_CHARS, 1.0) >= engine_cost + 0.02

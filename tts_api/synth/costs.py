@@ -19,6 +19,9 @@ UNLIMITED = 1 << 30
 _DECAY = 0.9  # weight of a chunk after each newer one: about the last ten chunks count
 _EWMA = 0.3  # audio per character: weight of the newest chunk
 _MIN_SPREAD = 0.05  # chunk sizes must vary this much (relative variance) to tell the fixed cost apart
+# The fixed part is capped at this share of the mean chunk's cost, against a fit thrown by noise; on a GPU
+# (or emulated:200) it is most of a chunk's cost, and a lower cap made small chunks look cheap.
+_MAX_FIXED_SHARE = 0.9
 
 
 @dataclass
@@ -103,7 +106,7 @@ class CostModel:
         line = self._sums.line()
         if line is not None and line[1] > 0:
             mean_cost = self._sums.y / self._sums.w
-            self.overhead_s = min(max(0.0, line[0]), 0.5 * mean_cost)  # a fixed part, never most of it
+            self.overhead_s = min(max(0.0, line[0]), _MAX_FIXED_SHARE * mean_cost)  # never all of it
             self.compute_s_per_char = line[1]
         else:  # sizes too alike: keep the fixed part, follow the rest
             per_char = max(compute_s - self.overhead_s, 0.0) / x

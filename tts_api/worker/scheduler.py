@@ -4,16 +4,19 @@ Earliest deadline first (`edf`). A stream that has not sent audio yet is due at 
 next chunk is due when the audio already sent, played in real time from its first audio, runs out, minus
 a safety margin. A newcomer's first chunk goes ahead of playing streams unless one of them would run dry
 while it is made, but never later than `max_step_s` after its admission (no newcomer starves). A chunk is
-cut so that every other stream stays on time; when nobody else needs the worker soon it grows to the
-efficient size (the lone-stream plan), and spare capacity builds leads up to `max_lead_s`. A stream that
-far ahead of its reader is paused and asks for nothing.
+cut so that every other stream stays on time (but never below a minimum chunk while several are behind:
+chunks that pay the fixed cost too often would keep them behind); when nobody else needs the worker soon
+it grows to the efficient size (the lone-stream plan), and spare capacity builds leads up to `max_lead_s`.
+A stream that far ahead of its reader is paused and asks for nothing.
 
 Admission is a demand test, not a stream count: every admitted stream, and the candidate, needs its audio
 by the time its player reaches it; the request is admitted if the worker's compute covers the sum of
-those needs at every moment (leads included, past lateness forgiven). A worker that cannot keep even its
-own streams gap-free (slower than real time, or overloaded) still admits a request that is short next to
-the work it holds, so a long stream never makes a short one wait for its whole length. What is refused
-waits in order: overload shows as queueing for newcomers, not as stutter for everyone.
+those needs at every moment (leads included, past lateness forgiven). A young stream's next chunks are
+small and each pays the fixed cost, so they count as lumps of work due when its player would run out;
+after that a stream needs a steady rate. A worker that cannot keep even its own streams gap-free (slower
+than real time, or overloaded) still admits a request that is short next to the work it holds, so a long
+stream never makes a short one wait for its whole length. What is refused waits in order: overload shows
+as queueing for newcomers, not as stutter for everyone.
 
 `fifo` is one stream at a time, to the end, in arrival order: the plain LitServe loop's behaviour.
 
@@ -52,6 +55,7 @@ class StreamView:
     sent_audio_s: float = 0.0  # audio sent so far
     delivered_audio_s: float = 0.0  # audio its client has taken (backpressure)
     fixed_chars: int | None = None  # a seeded stream keeps its own plan: its next chunk is this big
+    plan_chars: int | None = None  # its next chunk in the lone-stream plan (the most it may be)
     cut_in: bool = False  # admitted ahead of streams that could not be kept gap-free anyway
     held: bool = False  # paused by the lead cap, until its reader takes half the lead
 
@@ -84,15 +88,20 @@ class Pick:
 
 @dataclass
 class Arrivals:
-    """Requests this worker took lately: how often one comes, and how long one is."""
+    """Requests this worker took lately: how often one comes, how long one is, and how long its first
+    chunk came out (cut at a word, it is often shorter than the first budget: its audio runs out sooner)."""
 
     window_s: float = 60.0
     _times: deque[float] = field(default_factory=deque)
     typical_chars: float = TYPICAL_REQUEST_CHARS
+    first_chars: float = FIRST_CHUNK_CHARS
 
     def add(self, now: float, chars: int) -> None:
         self._times.append(now)
         self.typical_chars += _EWMA * (chars - self.typical_chars)
+
+    def started(self, chars: int) -> None:
+        self.first_chars += _EWMA * (chars - self.first_chars)
 
     def rate(self, now: float) -> float:
         """Requests per second over the window."""
@@ -228,15 +237,19 @@ class Scheduler:
         if chosen.first_audio_s is None:
             return self.first_chunk_chars
         budget_s = min(self.step_cap_s(now, waiting=waiting), latest - now)
+        behind = False
         for other in ready:
             if other.key != chosen.key and other.playing:
-                budget_s = min(budget_s, self.deadline(other, now) - now - self._next_cost(other))
+                slack_s = self.deadline(other, now) - now
+                behind = behind or slack_s < 0
+                budget_s = min(budget_s, slack_s - self._next_cost(other))
         chars = max(self.min_chunk_chars, self.cost.chars_for(max(0.0, budget_s), chosen.speed))
         # Its own player comes first, whatever the floor for the others' sake: early in a stream this keeps
         # chunks small and growing, like a lone stream's plan; a player that ran dry gets a first-sized
-        # chunk, so that it plays again soon.
+        # chunk, so that it plays again soon. Not while others are behind too: they wait for each other,
+        # and chunks that small would pay the fixed cost so often that the worker never catches up.
         own = self.cost.chars_for(chosen.buffered_s(now) * self.own_share, chosen.speed)
-        return max(self.first_chunk_chars, min(chars, own))
+        return max(self.min_chunk_chars if behind else self.first_chunk_chars, min(chars, own))
 
     # --- Admission ---------------------------------------------------------------------------------
 
@@ -266,38 +279,24 @@ class Scheduler:
     def feasible(self, now: float, streams: Iterable[StreamView]) -> bool:
         """Whether the worker's compute covers every stream's need for audio at every moment from now on.
 
-        Each playing stream needs, from when its player would run out (less the margin; never before now,
-        since lateness already incurred cannot be undone), one audio second per second, at the compute per
-        audio second of chunks of `max_step_s` (overhead included) times `admission_safety`. A stream with no
-        audio yet needs its first chunk at once, then real time from there.
+        A stream's next chunks follow its lone-stream plan (each as large as all before it) and each must be
+        whole `margin_s` before its player reaches it: while they are smaller than a minimum chunk they are
+        lumps of work with deadlines (a young stream's first seconds are where the fixed cost per chunk
+        weighs most, and its second chunk is due soon after its first). After that it needs one audio second
+        per second, at the compute per audio second of minimum chunks (overhead included). Everything is
+        costed `admission_safety` times slower. A stream with no audio yet needs its first chunk by its
+        starvation bound. Lateness a stream would have even alone is forgiven: it cannot be undone.
         """
         per_audio_s = self._compute_per_audio_s()
-        events: list[tuple[float, float, float]] = []  # (time from now, demand added at once, slope change)
-        for stream in streams:
-            remaining_s = self.cost.audio(stream.remaining_chars, stream.speed)
-            # Audio comes in chunks: the next one must be whole before the player needs its first sample.
-            ahead_s = self.margin_s + self.cost.audio(self.min_chunk_chars, stream.speed)
-            if stream.playing:
-                start = max(0.0, stream.buffered_s(now) - ahead_s)
-            else:
-                # Its first chunk is due by its starvation bound; its player may start as soon as the
-                # first chunk could be made (the earliest, so the most its later chunks can ask for).
-                first = min(self.first_chunk_chars, stream.remaining_chars)
-                first_cost = self.cost.cost(first, stream.speed) * self.admission_safety
-                wait = self.max_step_s if stream.admitted_s is None else max(0.0, self.start_by(stream) - now)
-                events.append((wait + first_cost, first_cost, 0.0))
-                first_audio = self.cost.audio(first, stream.speed)
-                remaining_s -= first_audio
-                start = first_cost + max(0.0, first_audio - ahead_s)
-            if remaining_s > 0:
-                events.append((start, 0.0, per_audio_s))
-                events.append((start + remaining_s, 0.0, -per_audio_s))
-        events.sort()
         # Chunks run whole: whatever falls due may wait for the rest of a chunk already running. The cut
         # keeps a chunk from running past another stream's need, down to a first chunk's size when it
         # must, so that is what may be in the way (a whole min chunk made young streams look late at
         # once, and a worker feeding 8 listeners admitted one stream at a time).
         blocking = self.cost.cost(self.first_chunk_chars, 1.0) * self.blocking_share
+        events: list[tuple[float, float, float]] = []  # (time from now, demand added at once, slope change)
+        for stream in streams:
+            events += self._needs(now, stream, per_audio_s, blocking)
+        events.sort()
         demand = slope = clock = 0.0
         for at, lump, change in events:
             demand += slope * (at - clock) + lump
@@ -306,6 +305,44 @@ class Scheduler:
             if demand > 0 and demand + blocking > at + 1e-9:
                 return False
         return True
+
+    def _needs(
+        self, now: float, stream: StreamView, per_audio_s: float, blocking: float
+    ) -> list[tuple[float, float, float]]:
+        """One stream's demand for `feasible`: (time from now, compute due then, change of compute rate)."""
+        needs = []
+        left = stream.remaining_chars
+        if stream.playing:
+            runs_out = stream.buffered_s(now)  # when its player would run dry
+            ready = 0.0  # when its next chunk could be done at the earliest
+            size = stream.fixed_chars or stream.plan_chars or self.min_chunk_chars
+            while left > 0 and size < self.min_chunk_chars:
+                chunk = min(size, left)
+                lump = self.cost.cost(chunk, stream.speed) * self.admission_safety
+                ready += lump
+                needs.append((max(runs_out - self.margin_s, ready + blocking), lump, 0.0))
+                runs_out += self.cost.audio(chunk, stream.speed)
+                left -= chunk
+                size *= 2  # the plan: each chunk as large as all before it
+        else:
+            # Its first chunk is due by its starvation bound; its player may start as soon as the first
+            # chunk could be made (the earliest, so the most its later chunks can ask for). Those count as
+            # a rate: when its player starts is up to the pick (a first chunk waits while a playing stream
+            # would run dry), and as lumps from its earliest start they made a worker 8x real time refuse
+            # a newcomer beside any young stream.
+            first = min(round(self.arrivals.first_chars), left)
+            ready = self.cost.cost(first, stream.speed) * self.admission_safety
+            wait = self.max_step_s if stream.admitted_s is None else max(0.0, self.start_by(stream) - now)
+            needs.append((wait + ready, ready, 0.0))
+            runs_out = ready + self.cost.audio(first, stream.speed)
+            left -= first
+        remaining_s = self.cost.audio(left, stream.speed)
+        if remaining_s > 0:
+            # Minimum chunks: each must be whole before the player needs its first sample.
+            ahead_s = self.margin_s + self.cost.audio(self.min_chunk_chars, stream.speed)
+            start = max(ready, runs_out - ahead_s)
+            needs += [(start, 0.0, per_audio_s), (start + remaining_s, 0.0, -per_audio_s)]
+        return needs
 
     def _compute_per_audio_s(self) -> float:
         """Compute per audio second when chunks are cut to the others' sake (the fixed cost included)."""
@@ -321,6 +358,10 @@ class Scheduler:
     def arrived(self, now: float, chars: int) -> None:
         """A request was taken from the queue (for the arrival rate and the typical request)."""
         self.arrivals.add(now, chars)
+
+    def started(self, chars: int) -> None:
+        """A stream's first chunk went out, of `chars` characters."""
+        self.arrivals.started(chars)
 
     def load(self, active: Sequence[StreamView], waiting: int) -> float:
         """Demand ÷ capacity: streams that want real-time audio over the streams this worker can feed."""

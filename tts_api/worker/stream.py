@@ -105,7 +105,8 @@ class Stream:
         return step
 
     def _fix_plan(self) -> None:
-        """Tell the scheduler how big a seeded stream's next chunk is: it keeps to the lone-stream plan."""
+        """Tell the scheduler the lone-stream plan's next chunk: a seeded stream keeps to it exactly."""
+        self.view.plan_chars = self._utterance.budget
         if self.speech.request.seed is not None:
             self.view.fixed_chars = self._utterance.budget
 
