@@ -91,9 +91,10 @@ class LoadMeter:
     """CPU seconds used on the machine by everything except this benchmark, per phase.
 
     The benchmark's own CPU is this process plus the trees of the servers it started; whatever
-    else the machine's CPUs did in a phase was other work competing with the measurement. A phase
-    in which a server stops is not `measured`: the CPU its processes use after their last sample
-    cannot be told from other programs'.
+    else the machine's CPUs did in a phase was other work competing with the measurement. A virtual
+    machine's CPUs may also be withheld by its hypervisor (steal): counted apart, since no program here
+    used it. A phase in which a server stops is not `measured`: the CPU its processes use after their
+    last sample cannot be told from other programs'.
     """
 
     def __init__(self, trees: Callable[[], Sequence[psutil.Process]]) -> None:
@@ -101,13 +102,17 @@ class LoadMeter:
         self.phases: dict[str, dict[str, float]] = {}
         self._name: str | None = None
         self._measured = True
-        self._start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self._start: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
         self._ours = CpuMeter()
 
-    def _sample(self) -> tuple[float, float, float]:
+    def _sample(self) -> tuple[float, float, float, float]:
+        """(time, CPU seconds the machine's programs used, stolen CPU seconds, this benchmark's)."""
         times = psutil.cpu_times()
-        busy = sum(times) - times.idle - getattr(times, "iowait", 0.0)
-        return time.monotonic(), busy, self._ours.read([psutil.Process(), *self.trees()])
+        steal = getattr(times, "steal", 0.0)
+        # Linux counts a guest's time in user and nice too: not twice.
+        apart = ("idle", "iowait", "steal", "guest", "guest_nice")
+        busy = sum(times) - sum(getattr(times, name, 0.0) for name in apart)
+        return time.monotonic(), busy, steal, self._ours.read([psutil.Process(), *self.trees()])
 
     def phase(self, name: str, *, measured: bool = True) -> None:
         """End the current phase (if any) and start `name`."""
@@ -119,8 +124,10 @@ class LoadMeter:
     def end(self) -> None:
         if self._name is None:
             return
-        now, busy, ours = self._sample()
-        wall, busy0, ours0 = now - self._start[0], busy - self._start[1], ours - self._start[2]
+        now, busy, steal, ours = self._sample()
+        wall, busy0, steal0, ours0 = (
+            a - b for a, b in zip((now, busy, steal, ours), self._start, strict=True)
+        )
         cores = os.cpu_count() or 1
         other = max(0.0, busy0 - ours0)
         self.phases[self._name] = {
@@ -128,6 +135,8 @@ class LoadMeter:
             "benchmark_cpu_s": ours0,
             "other_cpu_s": other,
             "other_cpu_share": other / (wall * cores) if wall > 0 else 0.0,
+            "steal_cpu_s": steal0,
+            "steal_share": steal0 / (wall * cores) if wall > 0 else 0.0,
             "measured": self._measured,
         }
         self._name = None
@@ -136,5 +145,10 @@ class LoadMeter:
         measured = [p for p in self.phases.values() if p["measured"]]
         wall = sum(p["wall_s"] for p in measured)
         other = sum(p["other_cpu_s"] for p in measured)
-        cores = os.cpu_count() or 1
-        return {"phases": self.phases, "other_cpu_share": other / (wall * cores) if wall > 0 else 0.0}
+        steal = sum(p["steal_cpu_s"] for p in measured)
+        share = wall * (os.cpu_count() or 1)
+        return {
+            "phases": self.phases,
+            "other_cpu_share": other / share if share > 0 else 0.0,
+            "steal_share": steal / share if share > 0 else 0.0,
+        }

@@ -51,10 +51,17 @@ def _header(result: dict[str, Any]) -> list[str]:
         f"{machine['torch_threads']} threads (server worker: {machine['server_torch_threads']}); "
         f"kokoro {versions['kokoro']}, litserve {versions['litserve']}; git {revision}",
         f"- Command: `{result['command']}`; took {_duration(result['duration_s'])}; "
-        f"other programs used {result['load']['other_cpu_share']:.0%} of the CPU meanwhile",
+        f"other programs used {result['load']['other_cpu_share']:.0%} of the CPU meanwhile"
+        f"{_steal(result['load'])}",
         f"- Texts: {texts}; voice af_heart, seed 0; p50 / p95 over the runs after warm-up",
         "",
     ]
+
+
+def _steal(load: dict[str, Any]) -> str:
+    """The hypervisor's share, where it withheld any (results before it was measured have none)."""
+    steal = load.get("steal_share", 0.0)
+    return f", and the hypervisor withheld {steal:.0%} more (steal)" if steal >= 0.005 else ""
 
 
 def render_table(result: dict[str, Any]) -> str:

@@ -148,6 +148,7 @@ def test_the_machine_and_the_run_are_described(quick: QuickRun) -> None:
     assert all(machine["versions"][name] for name in ("torch", "kokoro", "litserve", "tts-api"))
     assert result["plan"]["name"] == "quick" and result["duration_s"] > 0
     assert set(result["load"]["phases"]) >= {"idle requests", "concurrency", "memory"}
+    assert 0 <= result["load"]["steal_share"] < 1
     assert set(result["targets"]) >= {
         "long_first_audio_ratio",
         "long_total_ratio",
@@ -243,3 +244,20 @@ def test_histogram_quantile_interpolates_within_the_bucket() -> None:
 def test_summaries_skip_missing_samples() -> None:
     assert summarize([None, 2.0, 1.0])["samples"] == [2.0, 1.0]
     assert summarize([None])["p50"] is None
+
+
+def test_the_hypervisors_steal_is_not_counted_as_other_programs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections import namedtuple
+
+    from bench import machine
+
+    Times = namedtuple("Times", "user nice system idle iowait irq softirq steal guest guest_nice")
+    samples = iter([Times(100, 0, 50, 1000, 5, 0, 0, 20, 0, 0), Times(108, 0, 52, 1010, 5, 0, 0, 24, 0, 0)])
+    monkeypatch.setattr(machine.psutil, "cpu_times", lambda: next(samples))
+    meter = machine.LoadMeter(lambda: [])
+    meter.phase("busy")
+    meter.end()
+    phase = meter.phases["busy"]
+    assert phase["steal_cpu_s"] == 4.0
+    assert phase["other_cpu_s"] <= 10.0  # 8 user + 2 system, less what this process used meanwhile
+    assert meter.summary()["steal_share"] > 0
