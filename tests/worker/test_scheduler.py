@@ -6,6 +6,7 @@ import pytest
 
 from tests.worker.simulation import Simulation, poisson
 from tts_api.synth.costs import UNLIMITED, CostModel
+from tts_api.text.planning import FIRST_CHUNK_CHARS
 from tts_api.worker.scheduler import Scheduler, StreamView
 
 AUDIO_S_PER_CHAR = 1 / 15
@@ -294,6 +295,14 @@ def test_the_cost_model_learns_both_its_parts_from_measured_chunks() -> None:
     assert cost.capacity == pytest.approx(1 / 15 / 0.02, rel=1e-3)
     cost.learn(chars=0, speed=1.0, compute_s=1.0, audio_s=1.0)  # a pause teaches nothing
     assert cost.capacity == pytest.approx(1 / 15 / 0.02, rel=1e-3)
+
+
+def test_a_request_that_opens_with_a_pause_teaches_nothing_of_first_chunks() -> None:
+    policy = scheduler()
+    policy.started(18)
+    learned = policy.arrivals.first_chars
+    policy.started(0)
+    assert policy.arrivals.first_chars == learned < FIRST_CHUNK_CHARS
 
 
 # --- Whole runs on the fake clock -------------------------------------------------------------------------

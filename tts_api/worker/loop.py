@@ -91,10 +91,14 @@ class SpeechLoop(LitLoop):
         self._queued_since: float | None = None  # since when requests wait that this worker had no room for
         self._created = psutil.Process().create_time()
         while True:
-            # A round that follows a chunk starts at once: all of it is what the next chunk costs the others.
+            # A round that follows a chunk starts at once: all of it is what the next chunk costs the others,
+            # unless it also took a request (parsing and planning it is paid once per request).
             started = time.monotonic() if self.streams and not self._ahead else None
+            waiting = self.waiting
             if not self._take():
                 break
+            if self.waiting is not waiting:
+                started = None
             self._poll()
             self._admit()
             self._ahead = not self._run_one(started)

@@ -101,7 +101,8 @@ class Arrivals:
         self.typical_chars += _EWMA * (chars - self.typical_chars)
 
     def started(self, chars: int) -> None:
-        self.first_chars += _EWMA * (chars - self.first_chars)
+        if chars > 0:  # a request that opens with a pause says nothing of its words
+            self.first_chars += _EWMA * (chars - self.first_chars)
 
     def rate(self, now: float) -> float:
         """Requests per second over the window."""
