@@ -119,6 +119,22 @@ def test_long_url_is_split_after_a_separator() -> None:
     assert all(chunk.text.endswith("/") for chunk in chunks[:-1])
 
 
+@pytest.mark.parametrize(
+    ("text", "chunk"),
+    [
+        ("The total comes to $1,249.99, including tax.", "to $1,249.99,"),
+        ("In 1969, Apollo 11 landed on the Moon, 384,400 kilometers away.", "In 1969,"),
+        ("Error 404: the page you requested could not be found.", "Error 404:"),
+    ],
+)
+def test_a_word_is_not_left_alone_before_a_big_number(text: str, chunk: str) -> None:
+    # A number misaki reads long overflows the budget; the word before it once came out alone ("to",
+    # "In"), read by Kokoro with a melody of its own.
+    texts = [c.text for c in plan_chunks(text)]
+    assert chunk in texts
+    assert all(len(c.split()) > 1 or c[-1] in ".!?" for c in texts)
+
+
 def test_digits_count_as_several_characters() -> None:
     # misaki reads "7777777" as "seven million seven hundred…": far more phonemes than characters.
     chunks = plan_chunks("7777777 " * 200)

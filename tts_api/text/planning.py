@@ -36,6 +36,10 @@ FIRST_MIN = 0.4  # a first chunk cut mid-sentence is at least 40 % of its budget
 # A cut inside a sentence leaves at least this much of it: Kokoro reads a stub such as "and warm." with
 # a broken melody (PocketSphinx heard "...sunny and warm" cut there as "you saw me and warm up").
 TAIL_MIN_CHARS = 12
+# A chunk cut below this share of its budget only because the next word is big ("to" before
+# "$1,249.99,", which misaki reads as 66 phonemes) takes that word along: Kokoro reads a lone "to" or
+# "In" with a melody of its own, and each chunk pays the model's fixed cost.
+STUB_FILL = 0.25
 
 # Silence to leave after a chunk's speech, once the engine has trimmed the chunk's edge silence (Kokoro
 # pads each chunk with ~0.3 s before and ~0.45 s after). Measured inside Kokoro's own speech (af_heart,
@@ -147,6 +151,17 @@ def choose_cut(
             break
     else:
         return Cut(len(tokens) - 1)
+    last, chunk_cost = _preferred(tokens, candidates, budget, min_cost)
+    if tokens[last].rank < Rank.SENTENCE and chunk_cost < STUB_FILL * budget and total <= cap:
+        # Only a big word (a number, a URL) kept the chunk this small: it comes along, as it would alone.
+        return Cut(last + 1)
+    return Cut(last)
+
+
+def _preferred(
+    tokens: Sequence[Token], candidates: Sequence[tuple[int, int]], budget: int, min_cost: int
+) -> tuple[int, int]:
+    """The candidate (word index, cost) the cut preferences rank best."""
     for tail in (TAIL_MIN_CHARS, 0):  # without a cut that leaves a fair tail, one that leaves a stub
         for rank, min_fill in _PREFERENCES:
             for k, chunk_cost in reversed(candidates):
@@ -155,10 +170,10 @@ def choose_cut(
                 if tokens[k].rank < rank:
                     continue
                 if tokens[k].rank >= Rank.SENTENCE:
-                    return Cut(k)
+                    return k, chunk_cost
                 if chunk_cost >= min_cost and _sentence_rest(tokens, k, tail) >= tail:
-                    return Cut(k)
-    return Cut(candidates[-1][0])
+                    return k, chunk_cost
+    return candidates[-1]
 
 
 def _sentence_rest(tokens: Sequence[Token], k: int, enough: int) -> int:
