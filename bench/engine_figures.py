@@ -125,7 +125,8 @@ def quality_figure(raw: dict[str, Any], sentences: tuple[tuple[str, str], ...]) 
         }
     return {
         "what": f"{len(bare)} sentences, af_heart, seed i; whole WAV from each server variant and the bare "
-        "KPipeline, both cut to their speech with 0.3 s margins, DNSMOS P.835 OVRL/SIG and P.808; "
+        "KPipeline, both cut to their speech at the sample, DNSMOS P.835 OVRL/SIG and P.808 averaged over "
+        "margins of 0.2-0.4 s; "
         "PocketSphinx word error rate against the sentence as spoken",
         "bare": _means(bare),
         "variants": variants,

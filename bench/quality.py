@@ -1,9 +1,10 @@
 """Figure 11: how the speech sounds, per engine variant, against the bare pipeline on the same sentences.
 
 Each sentence is asked of a server as one whole WAV with seed i (the lone-stream plan), and the bare
-KPipeline speaks it with `torch.manual_seed(i)`, as a kokoro user would. Both clips are cut to their speech
-and given the same silent margins (tts_api.model.quality.comparable), then scored with DNSMOS (OVRL, SIG,
-P.808); PocketSphinx's transcript gives a word error rate against the sentence as it should be heard.
+KPipeline speaks it with `torch.manual_seed(i)`, as a kokoro user would. Both clips are scored alike
+(tts_api.model.quality.speech_score: cut to their speech at the sample, DNSMOS OVRL, SIG and P.808
+averaged over the same margins); PocketSphinx's transcript gives a word error rate against the sentence
+as it should be heard.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import soundfile
 
 from tts_api.formats import SAMPLE_RATE
 from tts_api.model.listening import transcribe
-from tts_api.model.quality import comparable, dnsmos
+from tts_api.model.quality import speech_score
 
 from .client import SPEECH_PATH, VOICE
 from .processes import Service
@@ -47,7 +48,7 @@ def _words(text: str) -> list[str]:
 
 
 def _score(audio: np.ndarray, expected: str) -> dict[str, Any]:
-    score = dnsmos(comparable(audio, SAMPLE_RATE), SAMPLE_RATE)
+    score = speech_score(audio, SAMPLE_RATE)
     heard = transcribe(audio, SAMPLE_RATE)
     return {
         "ovrl": score.ovrl,
