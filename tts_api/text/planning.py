@@ -152,8 +152,9 @@ def choose_cut(
     else:
         return Cut(len(tokens) - 1)
     last, chunk_cost = _preferred(tokens, candidates, budget, min_cost)
-    if tokens[last].rank < Rank.SENTENCE and chunk_cost < STUB_FILL * budget and total <= cap:
-        # Only a big word (a number, a URL) kept the chunk this small: it comes along, as it would alone.
+    stub = tokens[last].rank < Rank.SENTENCE and chunk_cost < STUB_FILL * budget
+    if stub and last == candidates[-1][0] and total <= cap:
+        # Only the big word after it (a number, a URL) kept the chunk this small: it comes along.
         return Cut(last + 1)
     return Cut(last)
 
