@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tts_api.model.export import MIN_SNR_DB
+from tts_api.model.kmodel import load_model
+from tts_api.model.layout import ModelDir
+from tts_api.synth import vocoders
 from tts_api.synth.engine import KokoroEngine
 from tts_api.synth.speech import Interrupted, speak_all
+from tts_api.synth.vocoders import bf16_unavailable, choose_vocoder
 from tts_api.voices import VoiceCatalogue
 from tts_api.worker.watch import ChunkWatch
 
 # The tiny model gave 16.9 dB on an AMX Xeon (bf16 rounding differs by CPU); the real weights ~26 dB.
 BF16_MIN_SNR_DB = 10.0
+
+NO_BF16 = bf16_unavailable(torch.device("cpu"))
+needs_bf16 = pytest.mark.skipif(NO_BF16 is not None, reason=f"bf16 falls back to torch here: {NO_BF16}")
 
 # One chunk of about 360 weighted characters: seconds of work, so a stop can land inside it.
 LONG_CHUNK = (
@@ -40,8 +49,38 @@ def test_each_engine_is_what_was_asked_for(engines: dict[str, KokoroEngine]) -> 
     assert {name: engine.name for name, engine in engines.items()} == {
         "torch": "torch",
         "onnx": "onnx",
-        "bf16": "bf16",
+        "bf16": "bf16" if NO_BF16 is None else "torch",
     }
+
+
+def _cpu_flags() -> set[str]:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    return next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
+
+
+def test_bf16_is_offered_where_onednn_has_bf16_kernels() -> None:
+    """oneDNN multiplies bf16 natively from AVX512 (avx512_core) on; on AVX2 alone it emulates."""
+    flags = _cpu_flags()
+    if not flags:
+        pytest.skip("no x86 flags in /proc/cpuinfo to judge the CPU by")
+    if {"avx512bw", "avx512vl", "avx512dq"} <= flags:
+        assert NO_BF16 is None
+    elif not flags & {"avx512f", "avx_ne_convert", "amx_bf16"}:
+        assert NO_BF16 is not None and "bfloat16" in NO_BF16
+
+
+def test_bf16_falls_back_to_torch_with_a_log_line_where_it_would_not_pay(
+    tiny_onnx_model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = ModelDir(tiny_onnx_model_dir)
+    model = load_model(files, "cpu")
+    monkeypatch.setattr(vocoders, "bf16_unavailable", lambda device: "no bfloat16 kernels on this CPU")
+    with caplog.at_level(logging.WARNING, logger=vocoders.__name__):
+        assert choose_vocoder("bf16", model, files, 1).name == "torch"
+    assert "bf16 decoder is not available (no bfloat16 kernels on this CPU); using torch" in caplog.text
+    monkeypatch.setattr(vocoders, "bf16_unavailable", lambda device: None)
+    assert choose_vocoder("bf16", model, files, 1).name == "bf16"
 
 
 def test_the_engines_say_the_same_thing_for_the_same_seed(engines: dict[str, KokoroEngine]) -> None:
@@ -60,6 +99,7 @@ def test_the_engines_say_the_same_thing_for_the_same_seed(engines: dict[str, Kok
     assert np.array_equal(again, audio["onnx"])
 
 
+@needs_bf16
 def test_bf16_says_what_torch_says_in_fewer_bits(engines: dict[str, KokoroEngine]) -> None:
     """bfloat16 keeps 8 bits of mantissa: the audio is torch's to within rounding, not bit for bit."""
     text = "Both engines, one seed."
@@ -75,7 +115,7 @@ def test_bf16_says_what_torch_says_in_fewer_bits(engines: dict[str, KokoroEngine
     assert BF16_MIN_SNR_DB <= snr_db < 100  # close, and really computed in fewer bits
 
 
-@pytest.mark.parametrize("name", ["torch", "onnx", "bf16"])
+@pytest.mark.parametrize("name", ["torch", "onnx", pytest.param("bf16", marks=needs_bf16)])
 def test_an_interrupt_stops_the_chunk_in_flight(engines: dict[str, KokoroEngine], name: str) -> None:
     engine = engines[name]
     started = time.perf_counter()

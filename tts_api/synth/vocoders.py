@@ -9,7 +9,8 @@ bfloat16 autocast: ~26 dB from fp32, which DNSMOS and PocketSphinx do not tell a
 and `onnx` (the export made and verified by `make model`, on ONNX Runtime, CPU). All take the sine
 source's random draws from the current request's generator, and all stop mid-chunk when `interrupt()` is
 called from another thread: ONNX Runtime between kernels (`RunOptions.terminate`), torch (either
-precision) before any of the decoder's convolutions.
+precision) before any of the decoder's convolutions. `bf16` on a CPU without bfloat16 kernels falls back
+to `torch` (said in one log line): emulated, it ran 85x slower than fp32.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..settings import ModelEngine
 from .seams import KEEP_LEAD_S, KEEP_TAIL_S
 from .speech import Interrupted
 
-__all__ = ["EDGE_TRIM", "SpeechModel", "Vocoder", "choose_vocoder"]
+__all__ = ["EDGE_TRIM", "SpeechModel", "Vocoder", "bf16_unavailable", "choose_vocoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -149,10 +150,14 @@ class OnnxVocoder:
 
 
 def choose_vocoder(requested: ModelEngine, model: KModel, files: ModelDir, threads: int) -> Vocoder:
-    """The engine asked for, or for `auto` the fastest verified one for the device; torch when the other
-    is missing or fails to load (said in one log line, never a crash)."""
+    """The engine asked for, or for `auto` the fastest verified one for the device; torch when the one
+    asked for cannot run here or fails to load (said in one log line, never a crash)."""
     if requested == "bf16":
-        return Bf16Vocoder(model)
+        reason = bf16_unavailable(model.device)
+        if reason is None:
+            return Bf16Vocoder(model)
+        logger.warning("engine: the bf16 decoder is not available (%s); using torch", reason)
+        return TorchVocoder(model)
     if requested == "torch" or (requested == "auto" and model.device.type != "cpu"):
         return TorchVocoder(model)
     reason = _onnx_unavailable(files, model)
@@ -163,6 +168,16 @@ def choose_vocoder(requested: ModelEngine, model: KModel, files: ModelDir, threa
             reason = f"it failed to load ({exc})"
     logger.warning("engine: the onnx decoder is not available (%s); using torch", reason)
     return TorchVocoder(model)
+
+
+def bf16_unavailable(device: torch.device) -> str | None:
+    """Why bfloat16 would not pay on `device`, or None. Without oneDNN's bf16 kernels (AVX512 or AMX;
+    on ARM, BF16) torch emulates each product: a Conv1d ran 85x slower than fp32 on an AVX2-only Zen 1."""
+    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "this CPU has no bfloat16 kernels (oneDNN needs AVX512, AMX or ARM's BF16)"
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return f"{torch.cuda.get_device_name(device)} has no bfloat16"
+    return None
 
 
 def _onnx_unavailable(files: ModelDir, model: KModel) -> str | None:
