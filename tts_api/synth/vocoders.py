@@ -174,7 +174,7 @@ def bf16_unavailable(device: torch.device) -> str | None:
     """Why bfloat16 would not pay on `device`, or None. Without oneDNN's bf16 kernels (AVX512 or AMX;
     on ARM, BF16) torch emulates each product: a Conv1d ran 85x slower than fp32 on an AVX2-only Zen 1."""
     if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return "this CPU has no bfloat16 kernels (oneDNN needs AVX512, AMX or ARM's BF16)"
+        return "this CPU has no bfloat16 kernels; oneDNN needs AVX512, AMX or ARM's BF16 for them"
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return f"{torch.cuda.get_device_name(device)} has no bfloat16"
     return None
