@@ -70,6 +70,12 @@ def test_bf16_is_offered_where_onednn_has_bf16_kernels() -> None:
         assert NO_BF16 is not None and "bfloat16" in NO_BF16
 
 
+def test_a_torch_without_onednn_is_not_offered_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    reason = bf16_unavailable(torch.device("cpu"))
+    assert reason is not None and "bfloat16" in reason
+
+
 def test_bf16_falls_back_to_torch_with_a_log_line_where_it_would_not_pay(
     tiny_onnx_model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -173,11 +173,20 @@ def choose_vocoder(requested: ModelEngine, model: KModel, files: ModelDir, threa
 def bf16_unavailable(device: torch.device) -> str | None:
     """Why bfloat16 would not pay on `device`, or None. Without oneDNN's bf16 kernels (AVX512 or AMX;
     on ARM, BF16) torch emulates each product: a Conv1d ran 85x slower than fp32 on an AVX2-only Zen 1."""
-    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if device.type == "cpu" and not _onednn_bf16():
         return "this CPU has no bfloat16 kernels; oneDNN needs AVX512, AMX or ARM's BF16 for them"
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return f"{torch.cuda.get_device_name(device)} has no bfloat16"
     return None
+
+
+def _onednn_bf16() -> bool:
+    if not torch.backends.mkldnn.is_available():  # a torch built without oneDNN
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private check that a build may lack
+        return False
 
 
 def _onnx_unavailable(files: ModelDir, model: KModel) -> str | None:
