@@ -53,23 +53,6 @@ def test_each_engine_is_what_was_asked_for(engines: dict[str, KokoroEngine]) -> 
     }
 
 
-def _cpu_flags() -> set[str]:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    return next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
-
-
-def test_bf16_is_offered_where_onednn_has_bf16_kernels() -> None:
-    """oneDNN multiplies bf16 natively from AVX512 (avx512_core) on; on AVX2 alone it emulates."""
-    flags = _cpu_flags()
-    if not flags:
-        pytest.skip("no x86 flags in /proc/cpuinfo to judge the CPU by")
-    if {"avx512bw", "avx512vl", "avx512dq"} <= flags:
-        assert NO_BF16 is None
-    elif not flags & {"avx512f", "avx_ne_convert", "amx_bf16"}:
-        assert NO_BF16 is not None and "bfloat16" in NO_BF16
-
-
 def test_a_torch_without_onednn_is_not_offered_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
     reason = bf16_unavailable(torch.device("cpu"))
