@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from tts_api.model.export import MIN_SNR_DB
-from tts_api.model.kmodel import load_model
+from tts_api.model.kmodel import load_model, load_plain_model
 from tts_api.model.layout import ModelDir
 from tts_api.synth import vocoders
 from tts_api.synth.engine import KokoroEngine
 from tts_api.synth.speech import Interrupted, speak_all
-from tts_api.synth.vocoders import bf16_unavailable, choose_vocoder
+from tts_api.synth.vocoders import SpeechModel, TorchVocoder, bf16_unavailable, choose_vocoder
 from tts_api.voices import VoiceCatalogue
 from tts_api.worker.watch import ChunkWatch
 
@@ -26,6 +26,10 @@ BF16_MIN_SNR_DB = 10.0
 
 NO_BF16 = bf16_unavailable(torch.device("cpu"))
 needs_bf16 = pytest.mark.skipif(NO_BF16 is not None, reason=f"bf16 falls back to torch here: {NO_BF16}")
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")),
+]
 
 # One chunk of about 360 weighted characters: seconds of work, so a stop can land inside it.
 LONG_CHUNK = (
@@ -86,6 +90,33 @@ def test_the_engines_say_the_same_thing_for_the_same_seed(engines: dict[str, Kok
         [c.audio for c in speak_all(engines["onnx"], text, voice(engines["onnx"]), seed=11)]
     )
     assert np.array_equal(again, audio["onnx"])
+
+
+def _snr_db(reference: np.ndarray, other: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(reference**2) / max(np.sum((other - reference) ** 2), 1e-30)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_seed_gives_kokoros_own_audio_with_the_noise_drawn_where_the_model_runs(
+    tiny_model_dir: Path, device: str
+) -> None:
+    """A request's generator lives on its model's device (on a GPU, drawing on the CPU was half the time),
+    and with seed s the draws are those of kokoro's own forward after torch.manual_seed(s) there."""
+    files = ModelDir(tiny_model_dir)
+    kmodel = load_model(files, device)
+    ours = SpeechModel(kmodel, TorchVocoder(kmodel), trim=None)
+    generator = ours.generator(7)
+    assert generator.device.type == device
+    phonemes = "ðə kwˈɪk bɹˈWn fˈɑks"
+    ref_s = torch.load(files.voice("af_heart"), weights_only=True)[len(phonemes) - 1]
+    audio = ours(phonemes, ref_s, 1.0, generator).audio.numpy()
+    plain = load_plain_model(files, device)
+    kokoro = {}
+    for seed in (7, 8):
+        torch.manual_seed(seed)
+        kokoro[seed] = plain(phonemes, ref_s, 1.0, return_output=True).audio.cpu().numpy()
+    assert _snr_db(kokoro[7], audio) >= MIN_SNR_DB
+    assert _snr_db(kokoro[8], audio) < MIN_SNR_DB / 4  # another seed's noise is not close
 
 
 @needs_bf16

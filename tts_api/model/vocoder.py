@@ -70,11 +70,14 @@ def draw_noise(f0_points: int, generator: torch.Generator | None) -> tuple[torch
 
     Same order and memory layout as SineGen (its randn_like fills a transposed view, which torch fills
     with a different sampler than a contiguous tensor), so the global generator seeded s gives kokoro's
-    own audio for seed s.
+    own audio for seed s. The draws are made on the generator's device: a CUDA generator draws on the GPU.
     """
-    rand_ini = torch.rand(1, HARMONICS, generator=generator)
+    device = generator.device if generator is not None else None
+    rand_ini = torch.rand(1, HARMONICS, generator=generator, device=device)
     rand_ini[:, 0] = 0
-    noise = torch.empty(1, HARMONICS, f0_points * 300).transpose(1, 2).normal_(generator=generator)
+    noise = (
+        torch.empty(1, HARMONICS, f0_points * 300, device=device).transpose(1, 2).normal_(generator=generator)
+    )
     return rand_ini, noise.transpose(1, 2).contiguous()
 
 

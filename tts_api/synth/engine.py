@@ -109,7 +109,7 @@ class KokoroEngine:
         """
         pipeline = self.pipeline(lang_code)
         pack = self.voice(voice)
-        rng = torch.Generator().manual_seed(seed if seed is not None else _fresh_seed())
+        rng = self.model.generator(seed if seed is not None else _fresh_seed())
 
         def render(chunk_text: str) -> Iterator[RawPiece]:
             # G2P only (no model in the pipeline): the model runs here, with this request's generator.

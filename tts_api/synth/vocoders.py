@@ -7,10 +7,11 @@ Three engines run the decoder: `torch` (kokoro's own modules, any device), `bf16
 bfloat16 autocast: ~26 dB from fp32, which DNSMOS and PocketSphinx do not tell apart; on a CPU with AMX
 1.5x `onnx` decoding alone, no faster than fp32 torch in the server's long stream under `make bench`)
 and `onnx` (the export made and verified by `make model`, on ONNX Runtime, CPU). All take the sine
-source's random draws from the current request's generator, and all stop mid-chunk when `interrupt()` is
-called from another thread: ONNX Runtime between kernels (`RunOptions.terminate`), torch (either
-precision) before any of the decoder's convolutions. `bf16` on a CPU without bfloat16 kernels falls back
-to `torch` (said in one log line): emulated, it ran 85x slower than fp32.
+source's random draws from the current request's generator (on the GPU for a CUDA model), and all
+stop mid-chunk when `interrupt()` is called from another thread: ONNX Runtime between kernels
+(`RunOptions.terminate`), torch (either precision) before any of the decoder's convolutions. `bf16` on a
+CPU without bfloat16 kernels falls back to `torch` (said in one log line): emulated, it ran 85x slower
+than fp32.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class TorchVocoder:
 class Bf16Vocoder(TorchVocoder):
     """kokoro's decoder in torch under bfloat16 autocast (its convolutions and matmuls in bf16); audio in
     fp32. Fast decoding alone on a CPU with AMX, not in the server under `make bench`; on a Zen 5 with
-    AVX512-BF16 alone no faster than fp32; GPUs untried."""
+    AVX512-BF16 alone no faster than fp32; on an H200 slower than fp32."""
 
     name = "bf16"
 
@@ -216,6 +217,12 @@ class SpeechModel:
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    def generator(self, seed: int) -> torch.Generator:
+        """A request's generator for the sine source's draws: on the GPU for a CUDA model (drawn on the CPU,
+        the noise took half of a long text's time on an H200), else on the CPU."""
+        device = self.device if self.device.type == "cuda" else torch.device("cpu")
+        return torch.Generator(device=device).manual_seed(seed)
 
     def __call__(
         self, phonemes: str, ref_s: torch.Tensor, speed: float, generator: torch.Generator
