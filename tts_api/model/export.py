@@ -33,6 +33,7 @@ __all__ = [
     "Verification",
     "ensure_export",
     "export_decoder",
+    "snr_db",
     "verified_export",
 ]
 
@@ -245,12 +246,17 @@ def _verify(
         audio_s=round(len(expected) / SAMPLE_RATE, 2),
         max_diff_first_s=float(difference[:SAMPLE_RATE].max()),
         max_diff=float(difference.max()),
-        snr_db=float(10 * np.log10(np.sum(expected**2) / max(np.sum((first - expected) ** 2), 1e-20))),
+        snr_db=snr_db(expected, first),
         logspec_corr=_logspec_corr(expected, first),
         deterministic=bool(np.array_equal(first, second)),
         torch_heard=heard[0],
         onnx_heard=heard[1],
     )
+
+
+def snr_db(reference: npt.NDArray[np.float32], other: npt.NDArray[np.float32]) -> float:
+    """Signal-to-difference ratio of `other` against `reference`, in dB (huge when they are identical)."""
+    return float(10 * np.log10(np.sum(reference**2) / max(np.sum((other - reference) ** 2), 1e-20)))
 
 
 def _heard(
