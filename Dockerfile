@@ -53,6 +53,9 @@ WORKDIR /app
 COPY server.py ./
 # Settings as TTS_* variables (the server binds all interfaces through TTS_HOST, which `-e` can change):
 # `docker run -e TTS_WORKERS_PER_DEVICE=2 ...`, or flags after the image name replace the command.
+# Wyoming cannot send an API key: with TTS_API_KEY set it listens on the container's loopback only (out of
+# reach of -p), unless TTS_WYOMING_OPEN=1 serves it to anyone who reaches the port; TTS_WYOMING_PORT=off
+# turns it off.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \

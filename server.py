@@ -46,6 +46,19 @@ def parse_flags(argv: list[str] | None, prog: str | None = None) -> dict[str, ob
     )
     parser.add_argument("--max-input-chars", type=int, help="longest accepted input (default 50000)")
     parser.add_argument(
+        "--max-pause",
+        type=float,
+        dest="max_pause_s",
+        help="seconds of silence a request's pause tags may add up to (default 300)",
+    )
+    parser.add_argument(
+        "--max-audio",
+        type=float,
+        dest="max_audio_s",
+        help="seconds of audio one request may ask for, pauses included, estimated from its text "
+        "(default 14400)",
+    )
+    parser.add_argument(
         "--max-pending", type=int, help="requests queued or in synthesis before 503 (default 64)"
     )
     parser.add_argument(
@@ -74,6 +87,18 @@ def parse_flags(argv: list[str] | None, prog: str | None = None) -> dict[str, ob
         help="cut a client that reads nothing this long (default 60 s)",
     )
     parser.add_argument(
+        "--min-read-rate",
+        type=float,
+        help="cut a streaming client that takes less than this many audio seconds per second while the "
+        "server waits on it (default 0.5; real time is 1; 0: no floor)",
+    )
+    parser.add_argument(
+        "--read-window",
+        type=float,
+        dest="read_window_s",
+        help="over how many seconds the read rate is measured (default 30)",
+    )
+    parser.add_argument(
         "--drain-grace",
         type=float,
         dest="drain_grace_s",
@@ -83,6 +108,13 @@ def parse_flags(argv: list[str] | None, prog: str | None = None) -> dict[str, ob
         "--wyoming-port",
         type=int,
         help="also serve the Wyoming protocol (Home Assistant) on this TCP port (default: off)",
+    )
+    parser.add_argument(
+        "--wyoming-open",
+        action="store_true",
+        default=None,
+        help="with --api-key set, serve Wyoming on --host anyway (it cannot check the key; default: "
+        "loopback only)",
     )
     parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
@@ -134,6 +166,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 lambda: {
                     "the shared-state manager process": state.process,
                     "LitServe's manager process": server.manager_process,
+                    **{f"the HTTP server process {name}": p for name, p in server.http_processes.items()},
                 },
                 shared.stopping,
                 on_lost=shutdown.abort,

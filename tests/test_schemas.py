@@ -114,3 +114,26 @@ def test_the_script_comes_with_the_request_and_is_normalized_only_for_english() 
     assert spoken({"input": "**Bold** move"}) == "Bold move"
     assert "**Bold**" in spoken({"input": "**Bold** move", "normalize": False})
     assert "**Bold**" in spoken({"input": "**Bold** move", "voice": "ef_dora"})
+
+
+def test_pause_tags_that_add_up_past_the_bound_are_a_413_before_anything_is_planned() -> None:
+    """3.6 KB of tags asked for an hour of silence (and, in one piece, 825 MB more in the server)."""
+    context = RequestContext(VoiceCatalogue(["af_heart"]), max_input_chars=50_000, languages=frozenset("a"))
+    within = parse_speech_request({"input": "Hi. " + "[pause:10s]" * 30}, context)
+    assert within.script.pause_s == 300.0
+    with pytest.raises(InputTooLong) as error:
+        parse_speech_request({"input": "Hi. " + "[pause:10s]" * 31}, context)
+    assert error.value.code == "pause_too_long" and "310" in error.value.message
+
+
+def test_audio_longer_than_the_bound_is_a_413_pauses_and_speed_included() -> None:
+    context = RequestContext(
+        VoiceCatalogue(["af_heart"]), max_input_chars=100_000, languages=frozenset("a"), max_audio_s=600
+    )
+    words = "word " * 1_500  # about 400 s at speed 1
+    parse_speech_request({"input": words}, context)
+    with pytest.raises(InputTooLong) as error:
+        parse_speech_request({"input": words, "speed": 0.5}, context)
+    assert error.value.code == "audio_too_long" and error.value.status == 413
+    with pytest.raises(InputTooLong):
+        parse_speech_request({"input": words + "[pause:10s]" * 25}, context)

@@ -12,6 +12,7 @@ from .front.auth import ApiKeyAuth, RequestIds
 from .front.gateway import SpeechGateway
 from .front.openapi import describe_api
 from .front.page import add_page
+from .front.readrate import ReaderLimits
 from .front.routes import add_routes
 from .front.signals import StopSignalGuard
 from .ipc.manager import Shared
@@ -40,10 +41,8 @@ def resolve_accelerator(settings: Settings) -> str:
 def build_server(settings: Settings, shared: Shared) -> SpeechLitServer:
     """A LitServer ready to `run()`: workers load the model, the gateway guards the speech route."""
     files = ModelDir(settings.model_dir).require()
-    context = RequestContext(
-        catalogue=VoiceCatalogue.from_dir(files.voices),
-        max_input_chars=settings.max_input_chars,
-        languages=installed_languages(),
+    context = RequestContext.from_settings(
+        settings, VoiceCatalogue.from_dir(files.voices), installed_languages()
     )
     accelerator = resolve_accelerator(settings)
     gateway = {
@@ -51,7 +50,7 @@ def build_server(settings: Settings, shared: Shared) -> SpeechLitServer:
         "shared": shared,
         "path": SPEECH_PATH,
         "max_pending": settings.max_pending,
-        "idle_timeout_s": settings.idle_timeout_s,
+        "limits": ReaderLimits(settings.idle_timeout_s, settings.min_read_rate, settings.read_window_s),
     }
     server = SpeechLitServer(
         SpeechAPI(settings, shared),

@@ -10,6 +10,7 @@ TTSError                 500 server_error
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -38,10 +39,12 @@ class TTSError(Exception):
         code: str | None = None,
         status: int | None = None,
         type: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self._headers = dict(headers or {})
         # Instance overrides, for an error rebuilt from what another process reported.
         if code is not None:
             self.code = code
@@ -55,7 +58,8 @@ class TTSError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def headers(self) -> dict[str, str]:
-        return {}
+        """HTTP headers the response carries (`Retry-After`, `WWW-Authenticate`)."""
+        return dict(self._headers)
 
 
 class InvalidRequest(TTSError):
@@ -81,7 +85,7 @@ class Unauthorized(TTSError):
     code = "invalid_api_key"
 
     def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": "Bearer"}
+        return {**super().headers(), "WWW-Authenticate": "Bearer"}
 
 
 class NotFound(TTSError):
@@ -103,7 +107,7 @@ class Overloaded(TTSError):
         self.retry_after_s = retry_after_s
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
+        return {**super().headers(), "Retry-After": str(self.retry_after_s)}
 
 
 class WorkerLost(Overloaded):

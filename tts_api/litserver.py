@@ -26,6 +26,7 @@ class SpeechLitServer(ls.LitServer):
 
     - its manager process (its queues, its worker table) is forked with SIGTERM and SIGINT blocked, so a
       signal to the whole process group does not end it under the requests main is draining;
+    - its HTTP server processes are kept (`http_processes`) for main's watchdog;
     - its shutdown first sets the stop flag, from which moment the HTTP servers and workers heed the
       SIGTERM it stops them with; if that shutdown fails (its manager gone), the children are stopped here;
       it waits HTTP_STOP_S, not 30 s, for each HTTP server (shutdown.py counts what a stop takes);
@@ -36,6 +37,7 @@ class SpeechLitServer(ls.LitServer):
         super().__init__(*args, **kwargs)
         self.stopping = stopping
         self.manager_process: BaseProcess | None = None
+        self.http_processes: dict[str, BaseProcess] = {}  # the uvicorn servers, by process name
         # LitServe waits 30 s for each HTTP server; after main's drain there is nothing left to finish.
         self.uvicorn_graceful_timeout = HTTP_STOP_S
         # LitServe looks for dead workers every 2 s, and a stop waits out that sleep (`_stop_monitoring`).
@@ -47,6 +49,13 @@ class SpeechLitServer(ls.LitServer):
             manager = super()._init_manager(num_api_servers)
         self.manager_process = manager_process(manager)
         return manager
+
+    def _start_server(self, *args: Any, **kwargs: Any) -> Any:
+        """LitServe's, keeping its HTTP server processes for main's watchdog: LitServe watches only its
+        inference workers, and an HTTP server that dies would leave main waiting forever."""
+        servers = super()._start_server(*args, **kwargs)
+        self.http_processes = {p.name: p for p in servers.values() if isinstance(p, BaseProcess)}
+        return servers
 
     def _perform_graceful_shutdown(
         self, manager: Any, uvicorn_workers: Any, shutdown_reason: str = "normal"

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from .errors import InputTooLong, InvalidRequest, TTSError
 from .formats import ResponseFormat
+from .settings import DEFAULT_MAX_AUDIO_S, DEFAULT_MAX_PAUSE_S, Settings
 from .text.segmentation import InvalidPauseTag, Paragraph, Script, segment
 from .voices import ENGLISH, LANGUAGES, VoiceBlend, VoiceCatalogue, VoiceNotFound
 
@@ -28,6 +29,21 @@ class RequestContext:
     catalogue: VoiceCatalogue
     max_input_chars: int
     languages: frozenset[str]  # lang codes whose G2P is installed
+    max_pause_s: float = DEFAULT_MAX_PAUSE_S  # pause tags, added up
+    max_audio_s: float = DEFAULT_MAX_AUDIO_S  # the whole audio, estimated from the text
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, catalogue: VoiceCatalogue, languages: frozenset[str]
+    ) -> RequestContext:
+        """The context `settings` configure."""
+        return cls(
+            catalogue=catalogue,
+            max_input_chars=settings.max_input_chars,
+            languages=languages,
+            max_pause_s=settings.max_pause_s,
+            max_audio_s=settings.max_audio_s,
+        )
 
 
 class VoiceRef(BaseModel):
@@ -147,7 +163,27 @@ def parse_speech_request(body: bytes | dict[str, Any], context: RequestContext) 
         raise InvalidRequest(str(exc), param="input", code="invalid_pause_tag") from None
     if not any(isinstance(part, Paragraph) and part.has_speech for part in script.parts):
         raise InvalidRequest("input has no speakable text", param="input")
+    _check_length(script, request.speed, context)
     return PlannedSpeech(request, voice, lang_code, script)
+
+
+def _check_length(script: Script, speed: float, context: RequestContext) -> None:
+    """What the text asks for stays within the server's bounds: its pauses, and its audio in all."""
+    if script.pause_s > context.max_pause_s:
+        raise InputTooLong(
+            f"input's pause tags add up to {script.pause_s:g} s of silence; this server allows at most "
+            f"{context.max_pause_s:g} s per request",
+            param="input",
+            code="pause_too_long",
+        )
+    audio_s = script.audio_s(speed)
+    if audio_s > context.max_audio_s:
+        raise InputTooLong(
+            f"input would make about {audio_s / 60:.0f} minutes of audio at speed {speed:g}; this server "
+            f"makes at most {context.max_audio_s / 60:g} minutes per request: split the text",
+            param="input",
+            code="audio_too_long",
+        )
 
 
 def _from_validation_error(exc: ValidationError) -> TTSError:

@@ -12,6 +12,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "DEFAULT_MAX_AUDIO_S",
+    "DEFAULT_MAX_PAUSE_S",
     "MODEL_ENGINES",
     "Device",
     "EmulatedSpec",
@@ -29,6 +31,11 @@ EMULATED_PREFIX = "emulated:"
 _EMULATED = re.compile(r"emulated:(?P<n>\d+(?:\.\d+)?)(?::(?P<overhead>\d+(?:\.\d+)?))?")
 DEFAULT_EMULATED_OVERHEAD_S = 0.02  # a GPU call's fixed cost, roughly
 SchedulerPolicy = Literal["edf", "fifo"]
+
+# A request's pause tags add up to at most this much silence, and its audio (pauses included, estimated from
+# its text before anything is queued) to at most this much: 50,000 characters at speed 0.25 fit.
+DEFAULT_MAX_PAUSE_S = 300.0
+DEFAULT_MAX_AUDIO_S = 4 * 3600.0
 
 # Kokoro-82M v1.0: bump the directory name when the asset recipe changes so old caches are not reused.
 MODEL_DIR_NAME = "kokoro-82m-v1.0"
@@ -95,6 +102,10 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default_factory=default_model_dir)
     # Long-form is a core use, so well above OpenAI's 4096, but bounded.
     max_input_chars: int = Field(default=50_000, ge=1)
+    # The silence a request's pause tags add up to, and its audio's length (estimated from the text, pauses
+    # included): bounded like its text, so that a few kilobytes cannot ask for hours of output.
+    max_pause_s: float = Field(default=DEFAULT_MAX_PAUSE_S, ge=0)
+    max_audio_s: float = Field(default=DEFAULT_MAX_AUDIO_S, gt=0)
     # When set, /v1/* requires `Authorization: Bearer <key>` (what the OpenAI SDK sends).
     api_key: SecretStr | None = None
     # Requests queued or being synthesized, server-wide; beyond it new ones get 503 + Retry-After.
@@ -109,10 +120,18 @@ class Settings(BaseSettings):
     max_lead_s: float = Field(default=30.0, gt=0)
     # A streaming client that reads nothing for this long is cut off and its synthesis cancelled.
     idle_timeout_s: float = Field(default=60.0, gt=0)
+    # ...and one that, over `read_window_s`, takes less than this many seconds of audio per second while the
+    # server waits on it (its place on the board comes back); 0 turns the floor off. Real time is 1.
+    min_read_rate: float = Field(default=0.5, ge=0)
+    read_window_s: float = Field(default=30.0, gt=0)
     # On SIGTERM or Ctrl-C, let requests in flight finish for up to this long, then cancel them.
     drain_grace_s: float = Field(default=30.0, ge=0)
-    # When set, a Wyoming service (Home Assistant's protocol) listens on this TCP port, on `host`.
+    # When set, a Wyoming service (Home Assistant's protocol) listens on this TCP port, on `host`; `off`
+    # (or empty) turns it off where an image's environment turned it on.
     wyoming_port: int | None = Field(default=None, ge=1, le=65535)
+    # Wyoming has no authentication: with `api_key` set, the service listens on loopback only (Home
+    # Assistant on the same machine), unless this opts in to serving it on `host` for anyone who reaches it.
+    wyoming_open: bool = False
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("engine")
@@ -121,6 +140,21 @@ class Settings(BaseSettings):
         if engine in MODEL_ENGINES or parse_emulated(engine) is not None:  # ValueError if malformed
             return engine
         raise ValueError(f"engine must be one of {', '.join(MODEL_ENGINES)} or emulated:N, got {engine!r}")
+
+    @field_validator("wyoming_port", mode="before")
+    @classmethod
+    def _port_or_off(cls, port: object) -> object:
+        if isinstance(port, str) and port.strip().lower() in ("", "0", "off", "none"):
+            return None
+        return port
+
+    @property
+    def wyoming_host(self) -> str:
+        """Where the Wyoming service listens: `host`, but loopback when a key guards /v1/* and the operator
+        did not opt in (`wyoming_open`): Wyoming cannot ask for the key."""
+        if self.api_key is None or self.wyoming_open or self.host == "127.0.0.1":
+            return self.host
+        return "::1" if self.host == "::" else "127.0.0.1"
 
     @property
     def emulated(self) -> bool:

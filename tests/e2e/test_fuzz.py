@@ -3,12 +3,19 @@ OpenAI error shape. Bounded to fit `make test`: a small input limit and a fixed 
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
+
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import Case
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
+from tests.rawclient import wait_for
 from tests.servers import shared_server
 from tts_api.processes import ServerProcess
 
@@ -68,3 +75,127 @@ def test_no_request_makes_the_server_fail_or_hang(api_schema: OpenApiSchema) -> 
         check()
     assert len(statuses) >= 2 * EXAMPLES_PER_OPERATION  # the generator did run, across operations
     assert 200 in statuses and any(400 <= s < 500 for s in statuses)  # valid and invalid bodies both
+
+
+# Text made of what planning must bound: pause tags (valid, invalid, adding up), long tokens, breaks.
+_FRAGMENTS = st.one_of(
+    st.sampled_from(["Hello", "world.", "Dr.", "5.30", "and,", "\n\n", " ", "[pause]", "—"]),
+    st.builds(
+        lambda value, unit, pad: f"[{pad}pause{pad}:{value}{unit}{pad}]",
+        st.one_of(st.integers(-5, 10_000), st.floats(0, 20, allow_nan=False).map(lambda v: f"{v:.3f}")),
+        st.sampled_from(["s", "ms", "", "m", " s"]),
+        st.sampled_from(["", " "]),
+    ),
+    st.text(st.sampled_from("aZ9.-/_"), min_size=20, max_size=120),  # one long token
+)
+_TEXTS = st.lists(_FRAGMENTS, min_size=1, max_size=12).map(" ".join)
+_SHORT_TEXTS = st.lists(_FRAGMENTS, min_size=1, max_size=4).map(" ".join)  # quick to speak
+
+
+def test_pause_tags_and_long_tokens_never_make_the_server_fail(fuzz_server: ServerProcess) -> None:
+    """Whatever the text: a 4xx in the OpenAI shape or complete audio; the worker lives on."""
+    workers = httpx.get(fuzz_server.url + "/health", timeout=10).json()["workers"]
+    statuses: list[int] = []
+
+    @given(text=_TEXTS, fmt=st.sampled_from(["pcm", "mp3", "wav"]), whole=st.booleans())
+    @settings(max_examples=40, deadline=None, derandomize=True, database=None)
+    def check(text: str, fmt: str, whole: bool) -> None:
+        body = {"input": text, "response_format": fmt, "stream": not whole}
+        response = httpx.post(fuzz_server.url + "/v1/audio/speech", json=body, timeout=REQUEST_TIMEOUT_S)
+        statuses.append(response.status_code)
+        assert response.status_code < 500, (text, response.status_code, response.text[:300])
+        if response.status_code == 200:
+            assert response.content
+        else:
+            assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+    check()
+    assert 200 in statuses and any(400 <= s < 500 for s in statuses)
+    health = httpx.get(fuzz_server.url + "/health", timeout=10).json()
+    assert health["status"] == "ready" and health["workers"] == workers  # no worker died or was replaced
+
+
+def _wyoming_event(kind: str, data: object, payload: bytes) -> bytes:
+    header: dict[str, object] = {"type": kind}
+    body = json.dumps(data).encode()
+    if data is not None:
+        header["data_length"] = len(body)
+    if payload:
+        header["payload_length"] = len(payload)
+    return json.dumps(header).encode() + b"\n" + (body if data is not None else b"") + payload
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+_DATA = st.one_of(
+    _JSON,
+    st.fixed_dictionaries({"text": st.one_of(_SHORT_TEXTS, _JSON)}),
+    st.fixed_dictionaries(
+        {"voice": st.one_of(_JSON, st.fixed_dictionaries({"name": _JSON, "language": _JSON}))}
+    ),
+)
+_EVENTS = st.one_of(
+    st.builds(
+        _wyoming_event,
+        st.sampled_from(["describe", "synthesize", "synthesize-start", "synthesize-chunk", "synthesize-stop"])
+        | st.text(max_size=12),
+        _DATA,
+        st.binary(max_size=32),
+    ),
+    st.binary(max_size=64).map(lambda raw: raw.replace(b"\n", b" ") + b"\n"),  # not an event at all
+    st.just(b'{"type": "synthesize", "payload_length": 10000000000}\n'),  # a length to exhaust memory
+)
+
+
+# What Home Assistant sends, with the fuzzed texts: a whole `synthesize`, or a text stream.
+_SPOKEN = st.one_of(
+    _SHORT_TEXTS.map(lambda text: [_wyoming_event("synthesize", {"text": text}, b"")]),
+    st.lists(_SHORT_TEXTS, min_size=1, max_size=3).map(
+        lambda texts: [
+            _wyoming_event("synthesize-start", {}, b""),
+            *(_wyoming_event("synthesize-chunk", {"text": t}, b"") for t in texts),
+            _wyoming_event("synthesize-stop", None, b""),
+        ]
+    ),
+)
+
+
+def test_wyoming_events_never_take_the_service_or_a_worker_down(
+    tiny_server: ServerProcess, tiny_wyoming_port: int
+) -> None:
+    """Any bytes a client sends: the connection ends (after audio or an `error` event), and the next client
+    is still served; the server's worker lives on."""
+    workers = httpx.get(tiny_server.url + "/health", timeout=10).json()["workers"]
+    wait_for(lambda: _answers_describe(tiny_wyoming_port), 30, "the Wyoming service")
+
+    answered: list[bytes] = []
+
+    @given(events=st.one_of(_SPOKEN, st.lists(_EVENTS, min_size=1, max_size=6)))
+    @settings(max_examples=30, deadline=None, derandomize=True, database=None)
+    def check(events: list[bytes]) -> None:
+        address = ("127.0.0.1", tiny_wyoming_port)
+        with (
+            socket.create_connection(address, timeout=REQUEST_TIMEOUT_S) as sock,
+            contextlib.suppress(ConnectionError),
+        ):
+            sock.sendall(b"".join(events))
+            sock.shutdown(socket.SHUT_WR)  # the client is done: the service must end the connection
+            while data := sock.recv(65536):
+                answered.append(data)
+        assert _answers_describe(tiny_wyoming_port)
+
+    check()
+    replies = b"".join(answered)
+    assert b'"type": "audio-chunk"' in replies and b'"type": "error"' in replies  # both paths were taken
+    assert httpx.get(tiny_server.url + "/health", timeout=10).json()["workers"] == workers
+
+
+def _answers_describe(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b'{"type": "describe"}\n')
+        line = sock.makefile("rb").readline()  # the answer's header
+        return json.loads(line).get("type") == "info"
+    return False

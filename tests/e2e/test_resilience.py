@@ -39,7 +39,7 @@ SPEECH = "/v1/audio/speech"
 PCM_BYTES_PER_S = 48_000
 LONG_TEXT = " ".join(f"Sentence {i} keeps this stream going for quite a while longer." for i in range(60))
 # 400 s of audio made at once: pauses cost no synthesis, so a client that reads nothing fills its socket
-# buffers in a moment, and only the lead limit holds the worker back (each pause is one 10 s step).
+# buffers in a moment, and only the lead limit holds the worker back (silence goes out 1 s a step).
 PAUSED_TEXT = " ".join(f"Word {i}. [pause:10s]" for i in range(40))
 PAUSED_S = 400.0
 MAX_LEAD_S = 4.0
@@ -99,7 +99,13 @@ def steady(read: Callable[[], float], quiet_s: float, timeout: float, what: str)
 
 
 resilient_server = shared_server(
-    "resilient_server", "--max-lead", str(MAX_LEAD_S), "--idle-timeout", str(IDLE_TIMEOUT_S)
+    "resilient_server",
+    "--max-lead",
+    str(MAX_LEAD_S),
+    "--idle-timeout",
+    str(IDLE_TIMEOUT_S),
+    "--max-pause",
+    str(PAUSED_S),
 )
 
 

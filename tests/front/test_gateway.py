@@ -13,13 +13,15 @@ from collections.abc import Callable
 
 import pytest
 
-from tts_api.errors import InvalidRequest
+from tts_api.errors import InvalidRequest, Overloaded, TTSError
 from tts_api.front.auth import RequestIds
 from tts_api.front.gateway import SpeechGateway
+from tts_api.front.readrate import ReaderLimits
 from tts_api.ipc.counters import Counters
 from tts_api.ipc.frames import TICKET_KEY, Ticket
 from tts_api.ipc.manager import Shared
 from tts_api.ipc.streams import Admission, StreamBoard
+from tts_api.ipc.workers import WorkerProcess
 from tts_api.schemas import RequestContext
 from tts_api.voices import VoiceCatalogue
 
@@ -38,7 +40,7 @@ def litserve_like(script: list[object], seen: list[dict]) -> Callable:
         for item in script:
             if item is CUT:
                 break
-            if isinstance(item, InvalidRequest):
+            if isinstance(item, TTSError):
                 data = ticket.error_frame(item)
             elif item is END:
                 data = ticket.end_frame(audio_seconds=1.0, usage={"input_tokens": 3})
@@ -101,6 +103,13 @@ def test_a_failure_before_any_audio_is_a_json_error_with_its_status() -> None:
     status, headers = status_and_headers(sent)
     assert status == 400 and headers[b"content-type"] == b"application/json"
     assert json.loads(body_of(sent))["error"]["message"] == "voice file vanished"
+
+
+def test_a_workers_503_keeps_its_retry_after() -> None:
+    sent, _ = call([Overloaded("the server is shutting down", retry_after_s=7)], {"input": "hi"})
+    status, headers = status_and_headers(sent)
+    assert status == 503 and headers[b"retry-after"] == b"7"
+    assert json.loads(body_of(sent))["error"]["code"] == "server_overloaded"
 
 
 def test_a_crash_before_any_audio_is_a_500_that_names_the_request() -> None:
@@ -166,10 +175,13 @@ def test_an_item_that_is_not_a_frame_of_this_request_is_a_failure() -> None:
     gateway = SpeechGateway(
         app, context=CONTEXT, shared=Shared(StreamBoard(), Counters()), path="/v1/audio/speech", max_pending=2
     )
-    body = {"type": "http.request", "body": json.dumps({"input": "hi"}).encode(), "more_body": False}
+    messages = [{"type": "http.request", "body": json.dumps({"input": "hi"}).encode(), "more_body": False}]
 
     async def receive() -> dict:
-        return body
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)  # the client neither sends more nor leaves
+        return {"type": "http.disconnect"}
 
     async def send(message: dict) -> None:
         sent.append(message)
@@ -318,7 +330,7 @@ def test_a_client_that_reads_nothing_for_the_idle_timeout_is_cut_and_cancelled()
             frame = ticket.audio_frame(b"\x00" * 10, audio_end_s=0.1)
             await send({"type": "http.response.body", "body": frame, "more_body": True})
 
-    sent = run_gateway(app, {"input": "hi"}, shared, takes=3, idle_timeout_s=0.3)
+    sent = run_gateway(app, {"input": "hi"}, shared, takes=3, limits=ReaderLimits(idle_timeout_s=0.3))
     assert not completed(sent)
     assert eventually(lambda: shared.board.poll(keys)[keys[0]].reason == "idle")
 
@@ -333,7 +345,11 @@ def test_a_request_whose_worker_process_died_fails_visibly_within_seconds(audio_
         ticket = Ticket.from_dict(json.loads((await receive())["body"])[TICKET_KEY])
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send(
-            {"type": "http.response.body", "body": ticket.start_frame(dead.pid, 1.0), "more_body": True}
+            {
+                "type": "http.response.body",
+                "body": ticket.start_frame(WorkerProcess(dead.pid, 1.0)),
+                "more_body": True,
+            }
         )
         if audio_first:
             frame = ticket.audio_frame(b"\x01\x02", audio_end_s=0.1)
@@ -395,14 +411,18 @@ def test_a_stalled_client_whose_worker_dies_gives_its_place_back() -> None:
         ticket = Ticket.from_dict(json.loads((await receive())["body"])[TICKET_KEY])
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send(
-            {"type": "http.response.body", "body": ticket.start_frame(dead.pid, 1.0), "more_body": True}
+            {
+                "type": "http.response.body",
+                "body": ticket.start_frame(WorkerProcess(dead.pid, 1.0)),
+                "more_body": True,
+            }
         )
         frame = ticket.audio_frame(b"\x01\x02", audio_end_s=0.1)
         await send({"type": "http.response.body", "body": frame, "more_body": True})
         await asyncio.sleep(3600)  # LitServe would wait forever for a worker that is gone
 
     request = {"input": "hi", "stream_format": "sse"}
-    sent = run_gateway(app, request, shared, takes=2, max_pending=1, idle_timeout_s=0.3)
+    sent = run_gateway(app, request, shared, takes=2, max_pending=1, limits=ReaderLimits(idle_timeout_s=0.3))
     assert not completed(sent)
     assert eventually(lambda: shared.board.size() == 0), "the dead worker's place was never given back"
 
@@ -446,9 +466,13 @@ def test_a_whole_file_is_built_on_disk_not_in_memory() -> None:
     assert received["messages"] > 1  # sent in pieces as the client takes them
 
 
-def run_with_send(app: Callable, request: dict, send: Callable) -> None:
-    shared = Shared(board=StreamBoard(), counters=Counters())
-    gateway = SpeechGateway(app, context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=1)
+def run_with_send(
+    app: Callable, request: dict, send: Callable, shared: Shared | None = None, **options: object
+) -> None:
+    shared = shared or Shared(board=StreamBoard(), counters=Counters())
+    gateway = SpeechGateway(
+        app, context=CONTEXT, shared=shared, path="/v1/audio/speech", **{"max_pending": 1, **options}
+    )
     messages = [{"type": "http.request", "body": json.dumps(request).encode(), "more_body": False}]
 
     async def receive() -> dict:
@@ -459,3 +483,111 @@ def run_with_send(app: Callable, request: dict, send: Callable) -> None:
 
     scope = {"type": "http", "method": "POST", "path": "/v1/audio/speech", "headers": []}
     asyncio.run(gateway(scope, receive, send))
+
+
+def _streaming_app(shared: Shared, keys: list[str], frames: int, audio_s: float) -> Callable:
+    """A worker stand-in that streams `frames` frames of `audio_s` each, then ends; it stops early, as a
+    worker does, once the board says the request was cancelled."""
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        ticket = Ticket.from_dict(json.loads((await receive())["body"])[TICKET_KEY])
+        keys.append(ticket.key)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(frames):
+            if shared.board.poll([ticket.key])[ticket.key].stopped:
+                break
+            frame = ticket.audio_frame(b"\x00" * 480, audio_end_s=(i + 1) * audio_s)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        else:
+            await send({"type": "http.response.body", "body": ticket.end_frame(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    return app
+
+
+@pytest.mark.parametrize(("send_s", "cut"), [(0.2, True), (0.05, False)], ids=["half-real-time", "2x"])
+def test_a_client_that_takes_audio_slower_than_the_floor_is_cut_and_its_place_given_back(
+    send_s: float, cut: bool
+) -> None:
+    """A slow reader never stalls a send for the idle timeout, but it would keep its place on the board for
+    its whole stream: held to the floor (here real time, over a 1 s window), it is cut within seconds."""
+    shared = Shared(board=StreamBoard(), counters=Counters())
+    keys: list[str] = []
+    sent: list[dict] = []
+
+    async def slow_client(message: dict) -> None:
+        await asyncio.sleep(send_s)  # each 0.1 s of audio takes the client this long to take
+        sent.append(message)
+
+    limits = ReaderLimits(idle_timeout_s=10.0, min_read_rate=1.0, read_window_s=1.0)
+    started = time.monotonic()
+    request = {"input": "hi", "response_format": "pcm"}
+    run_with_send(_streaming_app(shared, keys, 60, 0.1), request, slow_client, shared, limits=limits)
+    assert completed(sent) is not cut
+    if cut:
+        assert time.monotonic() - started < 4  # a 6 s stream, cut after about one window
+        assert eventually(lambda: shared.board.poll(keys)[keys[0]].reason == "slow")
+
+
+def test_a_client_that_leaves_while_queued_is_cancelled_whatever_the_app_inside_listens_for() -> None:
+    """Starlette's StreamingResponse calls `receive()` (and so hears the disconnect) only under ASGI spec
+    < 2.4, and a queued request sends nothing that could fail: the gateway's own watch must notice."""
+    shared = Shared(board=StreamBoard(), counters=Counters())
+    keys: list[str] = []
+
+    async def queued(scope: dict, receive: Callable, send: Callable) -> None:
+        ticket = Ticket.from_dict(json.loads((await receive())["body"])[TICKET_KEY])
+        keys.append(ticket.key)
+        # LitServe under ASGI 2.4: no listener; the request waits in the queue until a worker drops it.
+        while not shared.board.poll([ticket.key])[ticket.key].stopped:
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    messages = [{"type": "http.request", "body": json.dumps({"input": "hi"}).encode(), "more_body": False}]
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(0.2)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        pass
+
+    gateway = SpeechGateway(queued, context=CONTEXT, shared=shared, path="/v1/audio/speech", max_pending=2)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "method": "POST",
+        "path": "/v1/audio/speech",
+        "headers": [],
+    }
+    asyncio.run(asyncio.wait_for(gateway(scope, receive, send), 5))
+    assert shared.board.poll(keys)[keys[0]].reason == "client"
+
+
+def test_a_wall_clock_step_while_a_stream_plays_fails_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An NTP step or a VM resume moves psutil's boot time by the step: a request in flight must not read
+    its (live) worker as dead and fail with worker_lost."""
+    import psutil
+
+    shared = Shared(board=StreamBoard(), counters=Counters())
+    booted = psutil.boot_time()
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        ticket = Ticket.from_dict(json.loads((await receive())["body"])[TICKET_KEY])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        start = ticket.start_frame(WorkerProcess.current())  # this process plays the worker
+        await send({"type": "http.response.body", "body": start, "more_body": True})
+        for i, step_s in enumerate((3600.0, -3600.0, 0.0)):
+            for clock in (psutil, psutil._pslinux):
+                monkeypatch.setattr(clock, "boot_time", lambda step_s=step_s: booted + step_s)
+            await asyncio.sleep(1.2)  # more than the gateway's look at its worker
+            frame = ticket.audio_frame(b"\x01\x02", audio_end_s=i + 1.0)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": ticket.end_frame(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    sent = run_gateway(app, {"input": "hi", "response_format": "pcm"}, shared)
+    assert completed(sent) and body_of(sent) == b"\x01\x02" * 3

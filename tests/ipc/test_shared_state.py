@@ -18,7 +18,7 @@ from tts_api.ipc.counters import Counters
 from tts_api.ipc.frames import FrameError, Ticket
 from tts_api.ipc.manager import Shared, shared_state
 from tts_api.ipc.streams import StreamBoard
-from tts_api.ipc.workers import WorkerProcess
+from tts_api.ipc.workers import WorkerProcess, start_mark
 
 
 def test_a_cancel_reaches_an_open_request_and_closing_forgets_it() -> None:
@@ -76,12 +76,15 @@ def test_the_front_reports_how_much_audio_the_client_has_taken() -> None:
     assert board.poll(["k"])["k"].delivered_s == 3.5
 
 
-def test_entries_of_dead_workers_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stream_of_many_hours_keeps_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audiobook may stream for hours: no entry is closed for its age (a slow reader is cut by its
+    HTTP process instead, front/readrate.py; a dead worker's entry by `reap`)."""
     board = StreamBoard()
-    board.open("orphan", limit=10)
-    monkeypatch.setattr(board_module, "MAX_ENTRY_AGE_S", -1.0)
-    board.open("next", limit=10)
-    assert board.size() == 1
+    board.open("audiobook", limit=10)
+    later = time.monotonic() + 7 * 3600
+    monkeypatch.setattr(board_module.time, "monotonic", lambda: later)
+    assert board.open("next", limit=10) == "admitted"
+    assert board.size() == 2 and board.poll(["audiobook"])["audiobook"].status == "open"
 
 
 def test_counters_render_as_prometheus_text() -> None:
@@ -122,7 +125,7 @@ def test_frames_round_trip_and_refuse_strangers() -> None:
     ticket, stranger = Ticket.issue(), Ticket.issue()
     frame = ticket.parse(ticket.audio_frame(b"\x00\x01", audio_end_s=1.25))
     assert (frame.kind, frame.audio, frame.audio_end_s) == ("audio", b"\x00\x01", 1.25) and frame.sent_at > 0
-    assert ticket.parse(ticket.start_frame(123, 4.5)).data() == {"pid": 123, "created": 4.5}
+    assert ticket.parse(ticket.start_frame(WorkerProcess(123, 4.5))).worker() == WorkerProcess(123, 4.5)
     assert ticket.parse(ticket.end_frame(audio_seconds=1.5)).data() == {"audio_seconds": 1.5}
     for item in (stranger.audio_frame(b"x", audio_end_s=0.1), b"", b"RIFF...."):
         with pytest.raises(FrameError):
@@ -160,15 +163,35 @@ def test_the_board_closes_the_entries_of_a_worker_that_died() -> None:
     """After a client left, nobody watches its worker; if that worker dies, the board frees the place."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    me = psutil.Process()
     board = StreamBoard()
     for key in ("left", "running", "queued"):
         board.open(key, limit=10)
     board.claim("left", WorkerProcess(dead.pid, 1.0))
     board.cancel("left")
-    board.claim("running", WorkerProcess(me.pid, me.create_time()))
+    board.claim("running", WorkerProcess.current())
     assert board.reap() == 1
     assert board.poll(["left"])["left"].status == "gone"
     assert board.size() == 2  # a live worker's entry and one no worker has taken yet stay
     board.claim("never-opened", WorkerProcess(dead.pid, 1.0))  # a late claim opens nothing
     assert board.size() == 2
+
+
+def test_a_wall_clock_step_leaves_a_live_worker_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An NTP step or a VM resume moves the boot time that psutil adds to a process's start ticks; a worker
+    must not read as dead then (its requests would fail with worker_lost, its entries be reaped)."""
+    me, sibling = WorkerProcess.current(), subprocess.Popen([sys.executable, "-c", "input()"], stdin=-1)
+    try:
+        other = WorkerProcess(sibling.pid, start_mark(sibling.pid) or 0.0)
+        board = StreamBoard()
+        board.open("playing", limit=10)
+        board.claim("playing", other)
+        for step_s in (3600.0, -3600.0):
+            booted = psutil.boot_time() + step_s
+            monkeypatch.setattr(psutil._pslinux, "boot_time", lambda booted=booted: booted)
+            monkeypatch.setattr(psutil, "boot_time", lambda booted=booted: booted)
+            assert me.alive() and other.alive()
+            assert board.reap() == 0 and board.size() == 1
+    finally:
+        sibling.kill()
+        sibling.wait()
+    assert not other.alive()  # and a process that is gone still reads as gone

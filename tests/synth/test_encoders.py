@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pytest
 
 from tts_api.formats import MEDIA_TYPES, RESPONSE_FORMATS, SAMPLE_RATE, ResponseFormat
-from tts_api.synth.encoders import open_encoder, to_pcm16
+from tts_api.synth.encoders import Patch, apply_patches, open_encoder, to_pcm16
 
 LOSSLESS: tuple[ResponseFormat, ...] = ("pcm", "wav", "flac")
 LOSSY: tuple[ResponseFormat, ...] = ("mp3", "opus", "aac")
@@ -62,10 +62,19 @@ def chunks_of(signal: npt.NDArray[np.float32]) -> list[npt.NDArray[np.floating]]
     return [signal[:a], middle, signal[a + b :]]
 
 
-def encode(fmt: ResponseFormat, streaming: bool, chunks: list[npt.NDArray[np.floating]]) -> list[bytes]:
-    """Return what each write() and the final finish() gave."""
+def encode_pieces(
+    fmt: ResponseFormat, streaming: bool, chunks: list[npt.NDArray[np.floating]]
+) -> tuple[list[bytes], list[Patch]]:
+    """What each write() and the final finish() gave, and the patches a file's finish() left."""
     with open_encoder(fmt, streaming=streaming) as encoder:
-        return [encoder.write(chunk) for chunk in chunks] + [encoder.finish()]
+        pieces = [encoder.write(chunk) for chunk in chunks] + [encoder.finish()]
+        return pieces, encoder.patches
+
+
+def encode(fmt: ResponseFormat, streaming: bool, chunks: list[npt.NDArray[np.floating]]) -> bytes:
+    """The whole output, with a file's patches written in (as the server's front does)."""
+    pieces, patches = encode_pieces(fmt, streaming, chunks)
+    return apply_patches(b"".join(pieces), patches)
 
 
 @dataclass
@@ -133,7 +142,7 @@ def test_to_pcm16_of_nothing_is_empty() -> None:
 @BOTH_MODES
 @pytest.mark.parametrize("fmt", RESPONSE_FORMATS)
 def test_decoded_duration_matches_the_input(fmt: ResponseFormat, streaming: bool) -> None:
-    decoded = decode(b"".join(encode(fmt, streaming, chunks_of(SIGNAL))), fmt)
+    decoded = decode(encode(fmt, streaming, chunks_of(SIGNAL)), fmt)
 
     assert decoded.channels == 1
     # Opus decoders always output 48 kHz; every other format keeps the model's 24 kHz.
@@ -147,7 +156,7 @@ def test_decoded_duration_matches_the_input(fmt: ResponseFormat, streaming: bool
 @pytest.mark.parametrize("fmt", LOSSLESS)
 def test_lossless_formats_round_trip_exactly(fmt: ResponseFormat, streaming: bool) -> None:
     chunks = chunks_of(SIGNAL)
-    decoded = decode(b"".join(encode(fmt, streaming, chunks)), fmt)
+    decoded = decode(encode(fmt, streaming, chunks), fmt)
 
     expected = np.concatenate([pcm16(chunk) for chunk in chunks])
     assert decoded.samples.dtype == np.int16
@@ -157,7 +166,7 @@ def test_lossless_formats_round_trip_exactly(fmt: ResponseFormat, streaming: boo
 @BOTH_MODES
 @pytest.mark.parametrize("fmt", LOSSY)
 def test_lossy_formats_keep_the_signal(fmt: ResponseFormat, streaming: bool) -> None:
-    decoded = decode(b"".join(encode(fmt, streaming, [SIGNAL])), fmt)
+    decoded = decode(encode(fmt, streaming, [SIGNAL]), fmt)
 
     # Compare at 24 kHz past the leading delay, where the signal is a steady 440 Hz tone.
     samples = decoded.samples[:: decoded.rate // SAMPLE_RATE]
@@ -166,7 +175,7 @@ def test_lossy_formats_keep_the_signal(fmt: ResponseFormat, streaming: bool) -> 
 
 
 def test_streamed_wav_header_says_unknown_length() -> None:
-    data = b"".join(encode("wav", True, [SIGNAL]))
+    data = encode("wav", True, [SIGNAL])
 
     riff, riff_size, wave_id, data_id, data_size = struct.unpack("<4sI4s24x4sI", data[:44])
     assert (riff, wave_id, data_id) == (b"RIFF", b"WAVE", b"data")
@@ -175,10 +184,8 @@ def test_streamed_wav_header_says_unknown_length() -> None:
 
 
 def test_wav_file_has_true_sizes_and_reads_with_the_stdlib() -> None:
-    parts = encode("wav", False, chunks_of(SIGNAL))
-    data = b"".join(parts)
+    data = encode("wav", False, chunks_of(SIGNAL))
 
-    assert parts[:-1] == [b"", b"", b""]  # a file is only complete at finish()
     _, riff_size, _, _, data_size = struct.unpack("<4sI4s24x4sI", data[:44])
     assert (riff_size, data_size) == (len(data) - 8, TOTAL_SAMPLES * 2)
     with wave.open(io.BytesIO(data)) as wav:
@@ -188,12 +195,27 @@ def test_wav_file_has_true_sizes_and_reads_with_the_stdlib() -> None:
 
 @pytest.mark.parametrize(("streaming", "total"), [(True, 0), (False, TOTAL_SAMPLES)])
 def test_flac_file_records_its_length_and_a_stream_says_unknown(streaming: bool, total: int) -> None:
-    data = b"".join(encode("flac", streaming, chunks_of(SIGNAL)))
+    data = encode("flac", streaming, chunks_of(SIGNAL))
 
     assert data[:4] == b"fLaC"
     streaminfo = data[8:42]
     # STREAMINFO: 36-bit total sample count after rate, channels and bits; 0 means unknown.
     assert int.from_bytes(streaminfo[13:18], "big") & ((1 << 36) - 1) == total
+
+
+@pytest.mark.parametrize("fmt", RESPONSE_FORMATS)
+def test_a_file_comes_out_as_it_is_made_and_only_its_header_is_fixed_at_the_end(fmt: ResponseFormat) -> None:
+    """No encoder holds a whole file (memory per request must not grow with its length): a file's bytes
+    are handed out by each write, like a stream's, and what the end fixes is a few header bytes."""
+    chunks = [SIGNAL] * 8  # 18 s
+    pieces, patches = encode_pieces(fmt, False, chunks)
+    whole = sum(map(len, pieces))
+    assert all(pieces[1:-1]) and max(map(len, pieces)) < whole / 4
+    assert len(pieces[-1]) < whole / 8
+    assert sum(len(patch) for _, patch in patches) <= 256
+    assert all(offset + len(patch) <= 256 for offset, patch in patches)  # the header, at the start
+    if fmt in ("wav", "mp3", "flac"):  # the formats whose header says how long the file is
+        assert patches
 
 
 @pytest.mark.parametrize("fmt", RESPONSE_FORMATS)
@@ -215,7 +237,7 @@ def test_nothing_written_still_gives_a_valid_file(
     fmt: ResponseFormat, streaming: bool, write_empty_chunk: bool
 ) -> None:
     chunks = [np.zeros(0, dtype=np.float32)] if write_empty_chunk else []
-    data = b"".join(encode(fmt, streaming, chunks))
+    data = encode(fmt, streaming, chunks)
 
     if fmt == "pcm":
         assert data == b""
@@ -278,7 +300,7 @@ def test_concurrent_encoders_never_mix_their_audio() -> None:
     signals = [tone(freq, n, seed) for seed, freq in enumerate((220.0, 330.0, 470.0, 610.0, 750.0, 890.0))]
     # Lossy references are the same signals encoded alone; the encoders are deterministic.
     alone = {
-        (fmt, i): decode(b"".join(encode(fmt, True, [s[:9000], s[9000:]])), fmt).samples
+        (fmt, i): decode(encode(fmt, True, [s[:9000], s[9000:]]), fmt).samples
         for fmt in LOSSY
         for i, s in enumerate(signals)
     }
@@ -286,7 +308,7 @@ def test_concurrent_encoders_never_mix_their_audio() -> None:
 
     def run(fmt: ResponseFormat, i: int) -> bytes:
         start.wait()
-        return b"".join(encode(fmt, True, [signals[i][:9000], signals[i][9000:]]))
+        return encode(fmt, True, [signals[i][:9000], signals[i][9000:]])
 
     with ThreadPoolExecutor(max_workers=len(RESPONSE_FORMATS)) as pool:
         for round_ in range(4):

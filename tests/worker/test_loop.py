@@ -224,6 +224,7 @@ def test_a_waiting_request_cancelled_by_shutdown_gets_an_error_the_client_can_se
     SpeechLoop().serve(runtime, queue, transport)
     frames = transport.frames("a", ticket)
     assert frames[-1].kind == "error" and "shutting down" in frames[-1].error().message
+    assert frames[-1].error().headers()["Retry-After"] == "1"  # the client is told when to come back
     assert transport.finished("a") and runtime.board.size() == 0  # type: ignore[attr-defined]
 
 

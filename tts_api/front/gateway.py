@@ -6,8 +6,9 @@ A pure ASGI middleware around the LitServe app (inside RequestIds and ApiKeyAuth
 - passes the request's ticket (request id + private key) to the worker inside the body;
 - hands what the worker streams back to a relay (relay.py) that answers in the requested shape, and
   tells the lease how much audio the client has taken (the worker stays at most `max_lead_s` ahead);
-- cancels the lease when the client goes away before the end, or reads nothing for `idle_timeout_s`,
-  so the worker stops before its next chunk;
+- cancels the lease when the client goes away before the end (its own watch over `receive`, whatever
+  the framework inside listens for), reads nothing for the idle timeout, or reads slower than the floor
+  while the server waits on it (readrate.py), so the worker stops before its next chunk;
 - watches the worker that took the request: if that process dies, the lease is closed and the client
   sees a failure within seconds (a 503, an SSE error event, or an aborted transfer), never a hang.
 Shared-state round trips never run on the loop.
@@ -31,6 +32,7 @@ from .admission import Admission, ClientGone
 from .auth import ticket_of
 from .ipc import LoopIpc
 from .lease import RETRY_AFTER_S, Lease
+from .readrate import ReaderLimits
 from .relay import ClientStalled, Relay, error_response, relay_for
 
 __all__ = ["SpeechGateway"]
@@ -51,14 +53,14 @@ class SpeechGateway:
         shared: Shared,
         path: str,
         max_pending: int,
-        idle_timeout_s: float = 60.0,
+        limits: ReaderLimits | None = None,
     ) -> None:
         self.app = app
         self.shared = shared
         self.ipc = LoopIpc()
         self.admission = Admission(context, shared.board, self.ipc, max_pending)
         self.path = path
-        self.idle_timeout_s = idle_timeout_s
+        self.limits = limits or ReaderLimits()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
@@ -74,10 +76,12 @@ class SpeechGateway:
             self.ipc.post(self.shared.counters.add, "tts_requests_rejected_total", status=exc.status)
             await error_response(send, exc)
             return
-        relay = relay_for(speech, ticket, send, received_at, lease=lease, idle_timeout_s=self.idle_timeout_s)
+        relay = relay_for(speech, ticket, send, received_at, lease=lease, limits=self.limits)
+        disconnect = asyncio.ensure_future(_until_disconnect(receive, lease))
         try:
-            await self._forward(scope, receive, speech, lease, relay)
+            await self._forward(scope, disconnect, speech, lease, relay)
         finally:
+            disconnect.cancel()
             lease.cancel("client")  # whatever the request left open, its client has gone
             relay.release()
             self._observe(relay)
@@ -90,7 +94,12 @@ class SpeechGateway:
             self.ipc.post(counters.observe, "tts_time_to_first_audio_seconds", [relay.first_audio_s])
 
     async def _forward(
-        self, scope: Scope, receive: Receive, speech: SpeechRequest, lease: Lease, relay: Relay
+        self,
+        scope: Scope,
+        disconnect: asyncio.Future[Message],
+        speech: SpeechRequest,
+        lease: Lease,
+        relay: Relay,
     ) -> None:
         payload = {**speech.model_dump(mode="json"), TICKET_KEY: lease.ticket.to_dict()}
         body = json.dumps(payload).encode()
@@ -103,17 +112,16 @@ class SpeechGateway:
             if not replayed:
                 replayed = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            message = await receive()  # LitServe's StreamingResponse listens here for the disconnect
-            if message["type"] == "http.disconnect":
-                lease.cancel("client")
-            return message
+            # Starlette's StreamingResponse may listen here too (under ASGI spec < 2.4); it shares our watch,
+            # and cancelling its listener when the response ends must not end the watch.
+            return await asyncio.shield(disconnect)
 
         inner = asyncio.ensure_future(self.app({**scope, "headers": headers}, replay, relay))
         try:
             await self._watch(inner, lease, relay)
         except ClientStalled as exc:
             logger.warning("%s; cutting it off", exc)
-            lease.cancel("idle")
+            lease.cancel(exc.reason)
         finally:
             if not inner.done():
                 inner.cancel()
@@ -127,6 +135,13 @@ class SpeechGateway:
             if done:
                 inner.result()
                 return
+            if not lease.settled and relay.rate.too_slow():
+                rate = relay.rate
+                raise ClientStalled(
+                    f"request {lease.ticket.request_id}: the client took audio slower than "
+                    f"{rate.min_rate:g} s per s for {rate.window_s:g} s while the server waited on it",
+                    reason="slow",
+                )
             worker = lease.worker
             if worker is not None and not lease.settled and not worker.alive():
                 logger.error("request %s: worker process %d died", lease.ticket.request_id, worker.pid)
@@ -139,3 +154,15 @@ class SpeechGateway:
                     )
                 )
                 return
+
+
+async def _until_disconnect(receive: Receive, lease: Lease) -> Message:
+    """Read the client's side of the connection (its body was read already) until it disconnects, then
+    cancel the lease: the worker stops before its next chunk, or never starts a queued request. Our own
+    watch: Starlette's StreamingResponse listens for the disconnect only under ASGI spec < 2.4, and a
+    request that is queued or building a whole file sends nothing that could fail instead."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            lease.cancel("client")
+            return message

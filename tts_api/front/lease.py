@@ -97,7 +97,9 @@ class Lease:
 
     def _cancel(self, reason: CancelReason, audio_s: float) -> None:
         if self.board.cancel(self.ticket.key, reason):
-            why = "went away" if reason == "client" else "stopped reading"
+            why = {"client": "went away", "idle": "stopped reading", "slow": "read too slowly"}.get(
+                reason, reason
+            )
             logger.info(
                 "request %s: client %s after %.2f s of audio; cancelling synthesis",
                 self.ticket.request_id,

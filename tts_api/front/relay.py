@@ -15,16 +15,16 @@ import json
 import logging
 import tempfile
 import time
-from typing import Any
+from typing import Any, Literal
 
 from starlette.types import Message, Send
 
 from ..errors import InvalidRequest, TTSError
-from ..formats import MEDIA_TYPES, WAV_HEADER_BYTES, wav_size_fields
+from ..formats import MEDIA_TYPES
 from ..ipc.frames import Frame, FrameError, Ticket
-from ..ipc.workers import WorkerProcess
 from ..schemas import SpeechRequest
 from .lease import Lease
+from .readrate import ReaderLimits, ReadRate
 
 __all__ = ["SPOOL_MEMORY_BYTES", "ClientStalled", "Relay", "error_response", "relay_for"]
 
@@ -45,15 +45,21 @@ async def error_response(send: Send, error: TTSError) -> None:
 
 
 class ClientStalled(Exception):
-    """Raised when the client took none of the response for longer than the idle timeout."""
+    """Raised when the client took none of the response for longer than the idle timeout (`idle`), or
+    took it slower than the read-rate floor while the server waited on it (`slow`)."""
+
+    def __init__(self, message: str, reason: Literal["idle", "slow"] = "idle") -> None:
+        super().__init__(message)
+        self.reason: Literal["idle", "slow"] = reason
 
 
 class Relay:
     """Receives what LitServe sends for one request and answers the client in the requested shape.
 
     Subclasses decide what audio, the end and an error look like on the wire. A send the client does
-    not take for `idle_timeout_s` raises ClientStalled. `release` frees what the relay holds, however
-    the request ended.
+    not take for the idle timeout raises ClientStalled; `rate` measures how fast the client takes its audio
+    while the server waits on it (the gateway cuts one that is too slow). `release` frees what the relay
+    holds, however the request ended.
     """
 
     def __init__(
@@ -64,14 +70,15 @@ class Relay:
         received_at: float,
         *,
         lease: Lease,
-        idle_timeout_s: float,
+        limits: ReaderLimits,
     ) -> None:
         self.speech = speech
         self.ticket = ticket
         self._send = send
         self.received_at = received_at
         self.lease = lease
-        self.idle_timeout_s = idle_timeout_s
+        self.idle_timeout_s = limits.idle_timeout_s
+        self.rate = ReadRate(limits.min_read_rate, limits.read_window_s)
         self.started = False  # the client's response has begun
         self.finished = False  # the response is complete or cut: nothing more goes to the client
         self.first_audio_s: float | None = None
@@ -106,14 +113,14 @@ class Relay:
             return
         if frame.kind == "audio":
             if frame.audio:  # a whole file's frame may only say how far the audio has come
-                self.delivery_s.append(max(0.0, time.time() - frame.sent_at))
+                self.delivery_s.append(max(0.0, time.monotonic() - frame.sent_at))
                 if self.first_audio_s is None:
                     self.first_audio_s = time.monotonic() - self.received_at
                 await self.on_audio(frame.audio)
+                self.taken(frame.audio_end_s)
             self.lease.delivered(frame.audio_end_s)
         elif frame.kind == "start":
-            data = frame.data()
-            self.lease.working(WorkerProcess(int(data["pid"]), float(data["created"])))
+            self.lease.working(frame.worker())
         elif frame.kind == "words":
             await self.on_words(frame.data())
         elif frame.kind == "end":
@@ -143,12 +150,19 @@ class Relay:
 
     async def send(self, message: Message) -> None:
         """Send to the client; ClientStalled if it takes nothing for the idle timeout."""
+        self.rate.blocked()
         try:
             await asyncio.wait_for(self._send(message), self.idle_timeout_s)
         except asyncio.TimeoutError:
             raise ClientStalled(
                 f"request {self.ticket.request_id}: the client read nothing for {self.idle_timeout_s:g} s"
             ) from None
+        finally:
+            self.rate.unblocked()
+
+    def taken(self, audio_end_s: float) -> None:
+        """The client took the audio up to `audio_end_s` (a stream's, once its bytes are sent)."""
+        self.rate.took(audio_end_s)
 
     async def start(self, media_type: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         headers = [(b"content-type", media_type.encode()), (b"cache-control", b"no-cache")]
@@ -232,9 +246,10 @@ class _WholeFile(Relay):
 
     The file is built in a temporary file that stays in memory up to SPOOL_MEMORY_BYTES and moves to
     disk beyond, then goes out in pieces as the client takes them. Audio written to it counts as taken by
-    the client (`delivered`): what the lead limit bounds is memory, and this audio no longer holds any
-    (nor does audio a worker's encoder keeps for a file's end). A WAV comes with the streamed header,
-    whose sizes say "unknown": the true ones are written in before the file goes out.
+    the client (`delivered`): what the lead limit bounds is memory, and this audio no longer holds any.
+    The worker's encoder hands its bytes out as it makes them; what it fixes once the end is known (a
+    WAV's sizes, MP3's Info frame, FLAC's STREAMINFO) comes with the end frame as patches, written in here
+    before the file goes out.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -248,25 +263,35 @@ class _WholeFile(Relay):
         await asyncio.to_thread(self._file.write, data)
         self._size += len(data)
 
+    def taken(self, audio_end_s: float) -> None:
+        """Written to the file, not taken by the client: that starts with the end (`on_end`)."""
+
     async def on_end(self, end: Frame) -> None:
-        if self.speech.response_format == "wav" and self._size >= WAV_HEADER_BYTES:
-            await asyncio.to_thread(self._write_wav_sizes)
+        patches = [(int(offset), base64.b64decode(data)) for offset, data in end.data().get("patches", [])]
+        if any(offset < 0 or offset + len(data) > self._size for offset, data in patches):
+            await self.fail(TTSError(f"request {self.ticket.request_id}: a header fix lies outside the file"))
+            return
+        if patches:
+            await asyncio.to_thread(self._patch, patches)
         await self.start(
             MEDIA_TYPES[self.speech.response_format], [(b"content-length", str(self._size).encode())]
         )
         await asyncio.to_thread(self._file.seek, 0)
+        audio_s, sent = float(end.data().get("audio_seconds", 0.0)), 0
         piece = await asyncio.to_thread(self._file.read, _SEND_PIECE_BYTES)
         while True:
             following = await asyncio.to_thread(self._file.read, _SEND_PIECE_BYTES) if piece else b""
             await self.body(piece, more=bool(following))
+            sent += len(piece)
+            self.rate.took(audio_s * sent / max(1, self._size))  # the file's share the client has taken
             if not following:
                 return
             piece = following
 
-    def _write_wav_sizes(self) -> None:
-        for offset, field in wav_size_fields(self._size):
+    def _patch(self, patches: list[tuple[int, bytes]]) -> None:
+        for offset, data in patches:
             self._file.seek(offset)
-            self._file.write(field)
+            self._file.write(data)
 
     def release(self) -> None:
         self._file.close()

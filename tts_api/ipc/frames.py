@@ -2,7 +2,7 @@
 
 LitServe streams whatever the worker yields and ends the HTTP body the same way whether the worker
 finished or failed. So every item a worker yields is a frame: the request's private key, a kind
-(start, audio, words, end, error), the wall-clock time it was yielded, and a payload. A stream whose last
+(start, audio, words, end, error), the monotonic time it was yielded, and a payload. A stream whose last
 frame is not `end` was cut off; the timestamp measures how long the item took to reach the front. The
 `start` frame names the worker process that took the request, so the front can fail the request
 visibly if that process dies; an audio frame says how far into the audio its bytes reach, so the
@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from ..errors import TTSError
+from .workers import WorkerProcess
 
 __all__ = ["TICKET_KEY", "Frame", "FrameError", "Ticket"]
 
@@ -40,12 +41,19 @@ class FrameError(ValueError):
 @dataclass(frozen=True)
 class Frame:
     kind: Kind
-    sent_at: float  # time.time() when the worker yielded it
+    # time.monotonic() when the worker yielded it: the clock is the machine's, shared by every process, and
+    # no wall-clock step moves it
+    sent_at: float
     payload: bytes
 
     def data(self) -> Any:
         """The JSON payload of a start, words, end or error frame."""
         return json.loads(self.payload)
+
+    def worker(self) -> WorkerProcess:
+        """The worker process a start frame names."""
+        data = self.data()
+        return WorkerProcess(int(data["pid"]), float(data["started"]))
 
     @property
     def audio(self) -> bytes:
@@ -59,7 +67,7 @@ class Frame:
         return float(seconds)
 
     def error(self) -> TTSError:
-        """The error a worker reported, rebuilt with its status and OpenAI fields."""
+        """The error a worker reported, rebuilt with its status, OpenAI fields and headers."""
         data = self.data()
         fields = data.get("error", {})
         return TTSError(
@@ -68,6 +76,7 @@ class Frame:
             code=fields.get("code"),
             type=fields.get("type"),
             status=int(data.get("status", 500)),
+            headers={str(k): str(v) for k, v in dict(data.get("headers") or {}).items()},
         )
 
 
@@ -95,11 +104,11 @@ class Ticket:
         return cls(request_id=str(data["request_id"]), key=str(data["key"]))
 
     def _frame(self, kind: Kind, payload: bytes) -> bytes:
-        return _MAGIC + self.key.encode() + _CODES[kind] + _TIME.pack(time.time()) + payload
+        return _MAGIC + self.key.encode() + _CODES[kind] + _TIME.pack(time.monotonic()) + payload
 
-    def start_frame(self, worker_pid: int, worker_created: float) -> bytes:
-        """The first frame: which worker process has the request (pid and start time)."""
-        return self._frame("start", json.dumps({"pid": worker_pid, "created": worker_created}).encode())
+    def start_frame(self, worker: WorkerProcess) -> bytes:
+        """The first frame: which worker process has the request (pid and start mark)."""
+        return self._frame("start", json.dumps({"pid": worker.pid, "started": worker.started}).encode())
 
     def audio_frame(self, data: bytes, *, audio_end_s: float) -> bytes:
         """Encoded audio that reaches `audio_end_s` seconds into the response."""
@@ -114,8 +123,10 @@ class Ticket:
         return self._frame("end", json.dumps(stats).encode())
 
     def error_frame(self, error: TTSError) -> bytes:
-        """The last frame of a stream that failed, carrying what the client should see."""
-        return self._frame("error", json.dumps({"status": error.status, **error.body()}).encode())
+        """The last frame of a stream that failed, carrying what the client should see (its status, body
+        and headers: a draining worker's 503 keeps its Retry-After)."""
+        payload = {"status": error.status, "headers": error.headers(), **error.body()}
+        return self._frame("error", json.dumps(payload).encode())
 
     def parse(self, item: bytes) -> Frame:
         """Decode one item this request's worker yielded; FrameError if it is not one."""

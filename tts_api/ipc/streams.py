@@ -11,6 +11,8 @@ An entry holds one of `max_pending` places from admission to the end of its requ
   else is watching that worker.
 Closing twice is harmless, a cancel only marks an entry still open, and an entry that is not on the board
 reads as `gone`, which a worker treats like a cancel: the board is empty whenever no request is in flight.
+No entry is closed for its age: a stream may rightly last for hours, and a client too slow to take its
+audio is cut by its HTTP process (front/readrate.py), which then cancels its entry.
 """
 
 from __future__ import annotations
@@ -23,13 +25,10 @@ from typing import Literal
 
 from .workers import WorkerProcess
 
-__all__ = ["MAX_ENTRY_AGE_S", "Admission", "CancelReason", "StreamBoard", "StreamState"]
-
-# A last resort only: every path closes its entry (see the module docstring).
-MAX_ENTRY_AGE_S = 6 * 3600.0
+__all__ = ["Admission", "CancelReason", "StreamBoard", "StreamState"]
 
 Admission = Literal["admitted", "full", "draining"]
-CancelReason = Literal["client", "idle", "shutdown"]
+CancelReason = Literal["client", "idle", "slow", "shutdown"]
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,6 @@ class StreamBoard:
             self._calls["open"] += 1
             if self._draining:
                 return "draining"
-            for stale in [k for k, e in self._entries.items() if now - e.opened_at > MAX_ENTRY_AGE_S]:
-                del self._entries[stale]
             if len(self._entries) >= limit:
                 return "full"
             self._entries[key] = _Entry(now)

@@ -12,9 +12,13 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..text.planning import MAX_CHUNK_CHARS
+from ..text.segmentation import COST_PER_AUDIO_S
+
 __all__ = ["TYPICAL_CHARS_PER_AUDIO_S", "UNLIMITED", "CostModel"]
 
-TYPICAL_CHARS_PER_AUDIO_S = 15.0  # Kokoro at speed 1: about 15 characters per second of speech
+# Kokoro at speed 1: about 15 characters per second of speech.
+TYPICAL_CHARS_PER_AUDIO_S = COST_PER_AUDIO_S
 UNLIMITED = 1 << 30
 _DECAY = 0.9  # weight of a chunk after each newer one: about the last ten chunks count
 _EWMA = 0.3  # audio per character: weight of the newest chunk
@@ -79,8 +83,14 @@ class CostModel:
 
     @property
     def capacity(self) -> float:
-        """Audio seconds per wall second one worker makes: how many real-time listeners it can feed."""
+        """Audio seconds per wall second one worker makes in chunks so long that the fixed cost vanishes."""
         return 1.0 / self.rtf
+
+    def throughput(self, chars: int = MAX_CHUNK_CHARS) -> float:
+        """Audio seconds per compute second in chunks of `chars` at speed 1, the fixed cost included: with
+        the default, the pace of a long text (cut into chunks that long), which is how many real-time
+        listeners the worker feeds (the `tts_worker_capacity` gauge, which `tts_load` divides by)."""
+        return self.audio(chars, 1.0) / self.cost(chars, 1.0)
 
     def cost(self, chars: float, speed: float) -> float:
         return self.overhead_s + chars * self.compute_s_per_char / speed

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import struct
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -15,14 +14,25 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from ..formats import RESPONSE_FORMATS, SAMPLE_RATE, ResponseFormat
+from ..formats import RESPONSE_FORMATS, SAMPLE_RATE, WAV_HEADER_BYTES, ResponseFormat, wav_size_fields
 
-__all__ = ["Encoder", "open_encoder", "to_pcm16"]
+__all__ = ["Encoder", "Patch", "apply_patches", "open_encoder", "to_pcm16"]
 
 # Ample for mono 24 kHz speech in all three lossy codecs.
 _BIT_RATE = 64_000
 # 0xFFFFFFFF in both RIFF size fields is what players accept as "length unknown" for streamed WAV.
 _UNKNOWN_SIZE = 0xFFFFFFFF
+
+# A file's header, fixed up once its end is known: bytes that replace the file's own from `offset` on.
+Patch = tuple[int, bytes]
+
+
+def apply_patches(data: bytes, patches: list[Patch]) -> bytes:
+    """`data` (a whole file as its encoder handed it out) with `patches` written in, in order."""
+    out = bytearray(data)
+    for offset, patch in patches:
+        out[offset : offset + len(patch)] = patch
+    return bytes(out)
 
 
 def _quantize(samples: npt.NDArray[np.floating]) -> npt.NDArray[np.int16]:
@@ -47,6 +57,8 @@ class Encoder(ABC):
 
     def __init__(self) -> None:
         self._closed = False
+        # Set by a file's `finish()`: header fields to write over bytes handed out earlier.
+        self.patches: list[Patch] = []
         Encoder._live += 1
 
     @staticmethod
@@ -60,7 +72,8 @@ class Encoder(ABC):
         return self._write(_quantize(samples))
 
     def finish(self) -> bytes:
-        """Flush everything, close the encoder, and return the remaining bytes."""
+        """Flush everything, close the encoder, and return the remaining bytes; for a file, `patches` then
+        says what to write over the bytes handed out earlier (its header, now that the end is known)."""
         self._check_open()
         try:
             return self._finish()
@@ -135,30 +148,32 @@ def _wav_header(data_size: int | None) -> bytes:
 
 
 class _WavEncoder(Encoder):
+    """A header whose sizes say "unknown", then the samples as they come; a file's true sizes come out as
+    `patches` at the end (a stream's stay unknown, which players accept)."""
+
     def __init__(self, streaming: bool) -> None:
         super().__init__()
         self._streaming = streaming
         self._header_sent = False
-        self._pending = bytearray()
+        self._data_bytes = 0
 
     def _write(self, pcm: npt.NDArray[np.int16]) -> bytes:
         data = pcm.astype("<i2").tobytes()
-        if not self._streaming:
-            self._pending += data
-            return b""
+        self._data_bytes += len(data)
         if self._header_sent:
             return data
         self._header_sent = True
         return _wav_header(None) + data
 
     def _finish(self) -> bytes:
-        if self._header_sent:
-            return b""
-        # Nothing sent yet, so the true sizes are known even when streaming.
-        return _wav_header(len(self._pending)) + bytes(self._pending)
+        if not self._header_sent:
+            return _wav_header(0)  # nothing was sent, so the true sizes are known even when streaming
+        if not self._streaming:
+            self.patches = list(wav_size_fields(WAV_HEADER_BYTES + self._data_bytes))
+        return b""
 
     def _release(self) -> None:
-        self._pending = bytearray()
+        return None  # holds nothing
 
 
 @dataclass(frozen=True)
@@ -211,18 +226,61 @@ class _Chunks:
         return data
 
 
+class _PatchedFile:
+    """A seekable file for PyAV whose bytes are handed out as they are written, so a whole file never sits
+    in memory. A muxer writes a file front to back and, at its end, goes back to fix its header (MP3's Info
+    frame, FLAC's STREAMINFO): a write into bytes already handed out is kept as a patch instead."""
+
+    def __init__(self) -> None:
+        self._pos = 0
+        self._sent = 0  # bytes [0, sent) were handed out
+        self._pending = bytearray()  # bytes [sent, sent + len) were not
+        self.patches: list[Patch] = []
+
+    def write(self, data: bytes) -> int:
+        size, pos = len(data), self._pos
+        if pos < self._sent:
+            head = bytes(data[: self._sent - pos])
+            self.patches.append((pos, head))
+            data, pos = data[len(head) :], pos + len(head)
+        if data:
+            at = pos - self._sent
+            if at > len(self._pending):
+                self._pending.extend(bytes(at - len(self._pending)))
+            self._pending[at : at + len(data)] = data
+        self._pos += size
+        return size
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = (0, self._pos, self._sent + len(self._pending))[whence]
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seekable(self) -> bool:
+        return True
+
+    def take(self) -> bytes:
+        data = bytes(self._pending)
+        self._sent += len(data)
+        self._pending.clear()
+        return data
+
+
 class _AVEncoder(Encoder):
-    """PyAV codec + muxer writing into memory.
+    """PyAV codec + muxer writing into memory, handing out its bytes as they come.
 
     Streaming output is unseekable: FFmpeg then flushes its I/O buffer after every packet and writes
-    no header it would later patch. Non-streaming output is a seekable buffer returned whole by
-    `finish()`, so the trailer can fix up the header (MP3 Info frame, FLAC STREAMINFO).
+    no header it would later patch. A file's output is seekable, so that the trailer can fix up the
+    header (MP3 Info frame, FLAC STREAMINFO); those fixes come out as `patches` (see _PatchedFile).
     """
 
     def __init__(self, codec: _Codec, streaming: bool) -> None:
         super().__init__()
         self._codec = codec
-        self._out: _Chunks | io.BytesIO = _Chunks() if streaming else io.BytesIO()
+        self._out: _Chunks | _PatchedFile = _Chunks() if streaming else _PatchedFile()
         self._container = av.open(
             self._out,
             mode="w",
@@ -241,7 +299,7 @@ class _AVEncoder(Encoder):
 
     def _write(self, pcm: npt.NDArray[np.int16]) -> bytes:
         self._encode(pcm)
-        return self._out.take() if isinstance(self._out, _Chunks) else b""
+        return self._out.take()
 
     def _finish(self) -> bytes:
         if self._samples == 0 and not self._codec.can_be_empty:
@@ -250,7 +308,9 @@ class _AVEncoder(Encoder):
         self._container.mux(self._stream.encode(None))
         # Closing writes the trailer (Ogg's last page, FLAC's STREAMINFO); read the output after it.
         self._container.close()
-        return self._out.take() if isinstance(self._out, _Chunks) else self._out.getvalue()
+        if isinstance(self._out, _PatchedFile):
+            self.patches = self._out.patches
+        return self._out.take()
 
     def _encode(self, pcm: npt.NDArray[np.int16]) -> None:
         if not pcm.size:
@@ -276,8 +336,9 @@ class _AVEncoder(Encoder):
 def open_encoder(fmt: ResponseFormat, *, streaming: bool = True) -> Encoder:
     """Return a new encoder for one request's audio in `fmt`.
 
-    `streaming=False` buffers until `finish()` where that makes a better file: WAV with true sizes,
-    MP3 with its Info frame (exact duration, gapless), FLAC with total samples and MD5.
+    `streaming=False` makes a better file where the end must be known: WAV with true sizes, MP3 with its
+    Info frame (exact duration, gapless), FLAC with total samples and MD5, fixed up by `patches` after
+    `finish()`. Either way the bytes come out as they are made: no encoder holds a whole file.
     """
     if fmt == "pcm":
         return _PcmEncoder()

@@ -36,6 +36,10 @@ __all__ = [
 
 Audio = npt.NDArray[np.float32]
 
+# Silence (a pause tag, or several in a row) goes out in pieces of at most this long, one per `next`: like
+# speech it passes the scheduler and the lead cap piece by piece, and no piece holds much memory.
+SILENCE_PIECE_S = 1.0
+
 
 class Interrupted(Exception):
     """Raised inside a synthesis that the engine's `interrupt()` stopped (its request was cancelled)."""
@@ -93,6 +97,7 @@ class Utterance:
         self._pieces: Iterator[RawPiece] | None = None
         self._elapsed = 0  # samples already given out
         self._gap_s = 0.0  # silence owed before the next piece
+        self._silence_left = 0  # samples of a pause still to give out
 
     @property
     def budget(self) -> int:
@@ -106,6 +111,8 @@ class Utterance:
 
     def next(self, max_chars: int) -> SpeechChunk | None:
         """Synthesize the next piece, cutting a new chunk of at most `max_chars` if one is needed."""
+        if self._silence_left:
+            return self._silence()
         while True:
             if self._pieces is not None and self._chunk is not None:
                 raw = next(self._pieces, None)
@@ -119,11 +126,19 @@ class Utterance:
                 return None
             growth.spoke(chunk)
             if chunk.is_pause:
-                pause = silence(self._gap_s + chunk.pause_s)
+                self._silence_left = round((self._gap_s + chunk.pause_s) * SAMPLE_RATE)
                 self._gap_s = 0.0
-                self._elapsed += len(pause)
-                return SpeechChunk(audio=pause, graphemes="", phonemes="", frames=0)
+                if self._silence_left:
+                    return self._silence()
+                continue
             self._chunk, self._pieces = chunk, self._render(chunk.text)
+
+    def _silence(self) -> SpeechChunk:
+        """The next piece of a pause (at most SILENCE_PIECE_S)."""
+        samples = min(self._silence_left, round(SILENCE_PIECE_S * SAMPLE_RATE))
+        self._silence_left -= samples
+        self._elapsed += samples
+        return SpeechChunk(audio=silence(samples / SAMPLE_RATE), graphemes="", phonemes="", frames=0)
 
     def _shape(self, raw: RawPiece, chunk: Chunk) -> SpeechChunk:
         shaped = shape_piece(raw.audio, gap_before_s=self._gap_s)

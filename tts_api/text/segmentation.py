@@ -17,6 +17,7 @@ from .normalization import normalize as normalize_text
 from .spans import NormalizedText
 
 __all__ = [
+    "COST_PER_AUDIO_S",
     "MAX_PAUSE_S",
     "BoundaryKind",
     "InvalidPauseTag",
@@ -32,6 +33,8 @@ __all__ = [
 BoundaryKind = Literal["word", "clause", "sentence", "paragraph", "pause", "end"]
 
 MAX_PAUSE_S = 10.0
+# Kokoro at speed 1 speaks about this much `cost` (about as many characters) per second of audio.
+COST_PER_AUDIO_S = 15.0
 
 # Costs count characters weighted as phonemes: misaki reads "777" as "seven hundred seventy-seven", so a
 # digit costs 9, and an uppercase letter 3 ("FBI" is read "ef bee eye").
@@ -101,6 +104,16 @@ class Script:
     original: str
     source: NormalizedText
     parts: tuple[Paragraph | Pause, ...]
+
+    @property
+    def pause_s(self) -> float:
+        """The silence its pause tags ask for, in all."""
+        return sum(part.seconds for part in self.parts if isinstance(part, Pause))
+
+    def audio_s(self, speed: float = 1.0) -> float:
+        """About how long its speech lasts at `speed`, its pauses included (a bound for validation)."""
+        spoken = sum(t.cost for part in self.parts if isinstance(part, Paragraph) for t in part.tokens)
+        return spoken / COST_PER_AUDIO_S / speed + self.pause_s
 
 
 def cost(text: str) -> int:

@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import time
 from dataclasses import dataclass
 from queue import Empty, Queue
 from typing import Any
 
-import psutil
 from litserve.loops.base import _SENTINEL_VALUE, LitLoop
 from litserve.utils import LitAPIStatus, LoopResponseType
 
 from ..errors import Overloaded, TTSError
 from ..ipc.frames import TICKET_KEY, Ticket
 from ..ipc.streams import StreamState
+from ..ipc.workers import WorkerProcess
 from ..schemas import PlannedSpeech
 from ..synth.progress import Progress
 from ..synth.speech import Interrupted
@@ -89,7 +88,7 @@ class SpeechLoop(LitLoop):
         self._reported = (-1, -1, -1)
         self._ahead = False  # the last round found nothing eligible to run
         self._queued_since: float | None = None  # since when requests wait that this worker had no room for
-        self._created = psutil.Process().create_time()
+        self._me = WorkerProcess.current()
         while True:
             # A round that follows a chunk starts at once: all of it is what the next chunk costs the others,
             # unless it also took a request (parsing and planning it is paid once per request).
@@ -163,7 +162,7 @@ class SpeechLoop(LitLoop):
             )
             return
         # First, say who is working on it: the front fails the request visibly if this process dies.
-        self._send(uid, reply_to, ticket.start_frame(os.getpid(), self._created))
+        self._send(uid, reply_to, ticket.start_frame(self._me))
         if not hops:
             self.runtime.count("tts_requests_started_total")
         try:

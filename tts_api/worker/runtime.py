@@ -34,14 +34,17 @@ __all__ = ["WorkerRuntime", "available_cpus", "calibrate"]
 
 logger = logging.getLogger(__name__)
 
-# Spoken at start-up to warm the engine up, then to measure it on chunks of three sizes; the cost model
-# keeps learning from every chunk afterwards (a start-up on a busy machine is corrected within a few).
+# Spoken at start-up to warm the engine up, then to measure it on chunks of three sizes, the largest as long
+# as the chunks a long text is cut into (what the capacity gauge speaks for); the cost model keeps learning
+# from every chunk afterwards (a start-up on a busy machine is corrected within a few).
 WARMUP_TEXT = "Hello there."
 CALIBRATION_TEXTS = (
     "Hello there, good morning.",
     "This sentence is synthesized at start-up, to measure how fast this worker speaks.",
-    "This longer sentence is synthesized once at start-up as well, so that the worker knows what a "
-    "chunk of many words costs, next to a short one and a medium one, before any listener arrives.",
+    "This paragraph is synthesized once at start-up as well, so that the worker knows what a chunk of many "
+    "words costs before any listener arrives: a long text is read in chunks about this long, and how fast "
+    "they are made is how many listeners the worker can feed. It says nothing of note, and nobody hears it, "
+    "but it is spoken like any other text.",
 )
 
 
@@ -99,9 +102,7 @@ class WorkerRuntime:
         started = time.monotonic()
         engine, threads = _load_engine(settings, device)
         catalogue = VoiceCatalogue.from_dir(ModelDir(settings.model_dir).voices)
-        context = RequestContext(
-            catalogue=catalogue, max_input_chars=settings.max_input_chars, languages=installed_languages()
-        )
+        context = RequestContext.from_settings(settings, catalogue, installed_languages())
         if isinstance(engine, EmulatedEngine):
             cost, known = engine.costs(), False
         else:
@@ -122,7 +123,7 @@ class WorkerRuntime:
             engine.name,
             threads,
             time.monotonic() - started,
-            cost.capacity,
+            cost.throughput(),
             cost.overhead_s,
             "as an earlier worker measured" if known else "measured",
             scheduler.policy,
@@ -219,7 +220,8 @@ class WorkerRuntime:
         counters.set("tts_streams", waiting, worker=worker, state="waiting")
         counters.set("tts_streams", paused, worker=worker, state="paused")
         scheduler = self.scheduler
-        counters.set("tts_worker_capacity", scheduler.cost.capacity, worker=worker, engine=self.engine.name)
+        capacity = scheduler.cost.throughput()
+        counters.set("tts_worker_capacity", capacity, worker=worker, engine=self.engine.name)
         bound = scheduler.max_step_s + scheduler.cost.cost(scheduler.first_chunk_chars, 1.0)
         counters.set("tts_first_chunk_bound_seconds", bound, worker=worker)
         counters.set("tts_open_encoders", Encoder.live(), worker=worker)

@@ -6,12 +6,13 @@ go to the front in order. It owns one encoder, released by `close` however the s
 
 from __future__ import annotations
 
+import base64
 import time
 
 from ..formats import SAMPLE_RATE
 from ..ipc.frames import Ticket
 from ..schemas import PlannedSpeech
-from ..synth.encoders import Encoder, open_encoder
+from ..synth.encoders import Encoder, Patch, open_encoder
 from ..synth.progress import Progress
 from ..synth.speech import SpeechEngine
 from .scheduler import StreamView
@@ -55,10 +56,9 @@ class Stream:
             lang_code=speech.lang_code,
             seed=request.seed,
         )
-        # A whole WAV is made like a streamed one: the front writes its true sizes into the header when it
-        # has the whole file (front/relay.py), so the worker never holds the file.
-        streaming = request.stream or request.response_format == "wav"
-        self._encoder: Encoder | None = open_encoder(request.response_format, streaming=streaming)
+        # A whole file's bytes go out as they are made too; its header fixes ride on the end frame, and the
+        # front writes them in when it has the whole file (front/relay.py): no process holds the file.
+        self._encoder: Encoder | None = open_encoder(request.response_format, streaming=request.stream)
         self.interrupted = False  # a chunk was abandoned mid-synthesis: the stream cannot go on
         self.view = StreamView(
             ticket.key, arrived_s, request.speed, remaining_chars=self._utterance.remaining_chars or 1
@@ -93,9 +93,9 @@ class Stream:
         step.chars, step.audio_s = len(piece.graphemes), len(piece.audio) / SAMPLE_RATE
         data = self._encoder.write(piece.audio)
         if data or not self.speech.request.stream:
-            # A whole file's encoder may hold its bytes to the end (MP3, FLAC: headers written last); the
-            # frame still says how far the audio has come, and the front counts it as taken: the client
-            # takes nothing before the end, and the lead limit would otherwise wait for it forever.
+            # A whole file's frame says how far the audio has come even when the codec held its bytes back;
+            # the front counts it as taken: the client takes nothing before the end, and the lead limit
+            # would otherwise wait for it forever.
             step.frames.append(self.ticket.audio_frame(data, audio_end_s=self.progress.audio_seconds))
         if self._wants_words and piece.words:
             step.frames.append(self.ticket.words_frame([w.to_dict() for w in piece.words]))
@@ -112,12 +112,18 @@ class Stream:
 
     def _finish(self) -> list[bytes]:
         frames = []
+        patches: list[Patch] = []
         if self._encoder is not None:
             tail = self._encoder.finish()
+            patches = self._encoder.patches
             if tail:
                 frames.append(self.ticket.audio_frame(tail, audio_end_s=self.progress.audio_seconds))
         frames.append(
-            self.ticket.end_frame(audio_seconds=self.progress.audio_seconds, usage=self.progress.usage())
+            self.ticket.end_frame(
+                audio_seconds=self.progress.audio_seconds,
+                usage=self.progress.usage(),
+                patches=[[offset, base64.b64encode(data).decode()] for offset, data in patches],
+            )
         )
         return frames
 

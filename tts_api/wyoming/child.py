@@ -37,7 +37,7 @@ def wyoming_child(settings: Settings) -> Iterator[subprocess.Popen[bytes] | None
         "--server",
         loopback_url(settings),
         "--host",
-        settings.host,
+        settings.wyoming_host,
         "--port",
         str(settings.wyoming_port),
         # A signal to the whole process group is main's to answer (it drains); the child ends with our pipe.
@@ -47,11 +47,34 @@ def wyoming_child(settings: Settings) -> Iterator[subprocess.Popen[bytes] | None
     if settings.api_key is not None:
         env["TTS_API_KEY"] = settings.api_key.get_secret_value()  # not on the command line, where ps shows it
     child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE)
-    logger.info("Wyoming service starting on %s:%d (pid %d)", settings.host, settings.wyoming_port, child.pid)
+    logger.info(
+        "Wyoming service starting on %s:%d (pid %d)", settings.wyoming_host, settings.wyoming_port, child.pid
+    )
+    _warn_about_the_key(settings)
     try:
         yield child
     finally:
         _stop(child)
+
+
+def _warn_about_the_key(settings: Settings) -> None:
+    if settings.api_key is None:
+        return
+    if settings.wyoming_host != settings.host:
+        logger.info(
+            "the Wyoming service listens on %s only: Wyoming cannot send the API key that /v1/* requires. "
+            "Run Home Assistant on this machine, or pass --wyoming-open (TTS_WYOMING_OPEN=1) to serve it on "
+            "%s for anyone who can reach the port",
+            settings.wyoming_host,
+            settings.host,
+        )
+    elif settings.wyoming_open:
+        logger.warning(
+            "--wyoming-open: the Wyoming service on %s:%d synthesizes for anyone who reaches it, without "
+            "the API key that /v1/* requires (Wyoming has no authentication); firewall the port",
+            settings.host,
+            settings.wyoming_port,
+        )
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:
