@@ -11,6 +11,7 @@ from .stats import ratio, summarize
 
 __all__ = ["engine_tables", "engine_target_lines", "engine_targets", "engines_figure", "quality_figure"]
 
+CAPACITY_AGREEMENT = (0.85, 1.15)  # the limits issue: the gauge within 15 % of the long text's pace
 SHORT_FIRST_AUDIO_MAX_RATIO = 0.35  # the engine issue's targets, against the bare pipeline
 LONG_RTF_MAX_RATIO = 0.55
 CAPACITY_MIN_GAIN = 1.3  # long-text audio s per s with trimming, over the same without
@@ -151,6 +152,14 @@ def engine_targets(
         "capacity_gain_from_trimming": _at_least(gain, CAPACITY_MIN_GAIN),
         "six_streams_ratio": _at_least(six, SIX_STREAMS_MIN_RATIO),
     }
+    # The capacity gauge (what tts_load divides by) against the pace the long text was made at.
+    capacity, long_rtf = row.get("capacity"), row["long_rtf"]["p50"]
+    agreement = capacity * long_rtf if capacity and long_rtf else None
+    targets["capacity_vs_long_text"] = {
+        "value": agreement,
+        "range": CAPACITY_AGREEMENT,
+        "met": agreement is not None and CAPACITY_AGREEMENT[0] <= agreement <= CAPACITY_AGREEMENT[1],
+    }
     if quality is not None and engines["default"] in quality["variants"]:
         ours, bare = quality["variants"][engines["default"]], quality["bare"]
         targets["ovrl_mean_gap"] = _at_least(ours["ovrl"] - bare["ovrl"], -OVRL_MEAN_TOLERANCE)
@@ -259,7 +268,10 @@ def engine_target_lines(default: str | None, targets: dict[str, Any]) -> list[st
         f"≤ {LONG_RTF_MAX_RATIO}× bare: {_x(t['long_rtf_ratio']['value'])} ({met('long_rtf_ratio')}); "
         f"capacity ≥ {CAPACITY_MIN_GAIN}× untrimmed: {_x(t['capacity_gain_from_trimming']['value'])} "
         f"({met('capacity_gain_from_trimming')}); six medium streams ≥ {SIX_STREAMS_MIN_RATIO}× bare: "
-        f"{_x(t['six_streams_ratio']['value'])} ({met('six_streams_ratio')})"
+        f"{_x(t['six_streams_ratio']['value'])} ({met('six_streams_ratio')})",
+        f"Target (capacity gauge): tts_worker_capacity over the long text's audio s per s within "
+        f"{CAPACITY_AGREEMENT[0]}-{CAPACITY_AGREEMENT[1]}: {_x(t['capacity_vs_long_text']['value'])} "
+        f"({met('capacity_vs_long_text')})",
     ]
     if "ovrl_mean_gap" in t:
         lines.append(

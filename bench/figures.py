@@ -234,6 +234,21 @@ def _memory(memory: dict[str, Any]) -> dict[str, Any]:
         "processes": {"before": before["processes"], "after": after["processes"]},
         "idle_gauges_after": memory["idle_gauges_after"],
         "wall_s": memory["wall_s"],
+        "small_requests": _small_requests(memory.get("small")),
+    }
+
+
+SMALL_REQUEST_MAX_GROWTH_MIB = 100.0  # the limits issue's target
+
+
+def _small_requests(small: dict[str, Any] | None) -> dict[str, Any] | None:
+    if small is None:
+        return None
+    return {
+        "what": "per request of at most 64 KB that asks for much, the most any process of the server grew "
+        "above its own peak while an ordinary long text was made (MiB)",
+        "cases": {name: case["growth_mib"] for name, case in small["cases"].items()},
+        "errors": sum(case["status"] != 200 for case in small["cases"].values()),
     }
 
 
@@ -287,8 +302,15 @@ def build_targets(figures: dict[str, Any]) -> dict[str, Any]:
     """The issues' targets: the latency issue's on the long text, the goodput issue's, the engine issue's."""
     first = figures["time_to_first_audio"]["sizes"]["long"]["ratio"]["pcm"]
     total = figures["real_time_factor"]["sizes"]["long"]["total_ratio"]["pcm"]
+    small = figures["memory"].get("small_requests") or {"cases": {}}
+    worst_small = max(small["cases"].values(), default=None)
     return {
         **goodput_targets(figures["goodput"]),
+        "small_request_growth_mib": {
+            "value": worst_small,
+            "max": SMALL_REQUEST_MAX_GROWTH_MIB,
+            "met": worst_small is not None and worst_small <= SMALL_REQUEST_MAX_GROWTH_MIB,
+        },
         **scale_targets(figures["scale"]),
         **engine_targets(figures["engines"], figures.get("quality"), _six_streams(figures["concurrency"])),
         "long_first_audio_ratio": {

@@ -219,7 +219,16 @@ def _memory_table(figure: dict[str, Any]) -> list[str]:
         f"{figure['errors']} errors)"
     )
     header = ["memory", "before", "after", "growth", "per request (KiB)"]
-    return [title, "", *_table(header, rows)]
+    lines = [title, "", *_table(header, rows)]
+    small = figure.get("small_requests")
+    if small:
+        cases = "; ".join(f"{name}: {_n(growth, 0)}" for name, growth in small["cases"].items())
+        lines += [
+            "",
+            f"One small request that asks for much, the largest growth of any process over an "
+            f"ordinary long text's peak (MiB; target ≤ 100): {cases}; {small['errors']} errors.",
+        ]
+    return lines
 
 
 def _busy(data: dict[str, Any], window_s: float | None) -> str:

@@ -28,7 +28,7 @@ from .figures import build_figures, build_targets
 from .goodput import measure_goodput, scenarios, servers
 from .latency import measure_idle
 from .machine import LoadMeter, bf16_hardware, describe_machine, server_torch_threads
-from .memory import measure_memory
+from .memory import measure_memory, measure_small_requests
 from .plan import FULL, QUICK, Plan
 from .processes import ROOT, Service
 from .quality import score_bare, score_server
@@ -213,6 +213,8 @@ def measure(
         load.phase("memory")
         _progress(started, f"figure 5: {plan.memory_requests} mixed requests")
         raw["memory"] = measure_memory(server, plan.memory_requests, plan.memory_concurrency)
+        _progress(started, "figure 5: small requests that ask for much")
+        raw["memory"]["small"] = measure_small_requests(server)
 
         load.phase("quality")
         _progress(started, f"figure 11: {len(plan.quality_sentences)} sentences, bare and {default_engine}")

@@ -124,6 +124,11 @@ def test_memory_covers_the_mixed_requests_with_before_after_and_growth(quick: Qu
     assert figure["ratio"] > 0
     assert_summary(figure["rss_during"])
     assert figure["idle_gauges_after"] == {"tts_cancel_board_entries": 0, "tts_open_encoders": 0}
+    small = figure["small_requests"]
+    assert small["errors"] == 0 and len(small["cases"]) == 3
+    assert all(isinstance(growth, float) for growth in small["cases"].values())
+    assert "small_request_growth_mib" in quick.result["targets"]
+    assert "capacity_vs_long_text" in quick.result["targets"]
 
 
 def test_cancellation_compares_tts_api_with_plain_litserve(quick: QuickRun) -> None:
