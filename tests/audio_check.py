@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from tts_api.model.listening import transcribe
 
-__all__ = ["decode", "transcribe"]
+__all__ = ["decode", "transcribe", "word_error_rate"]
 
 
 def decode(data: bytes, fmt: str) -> tuple[npt.NDArray[np.float32], int]:
@@ -25,3 +25,14 @@ def decode(data: bytes, fmt: str) -> tuple[npt.NDArray[np.float32], int]:
     if np.issubdtype(samples.dtype, np.integer) or np.abs(samples).max(initial=0) > 1.5:
         samples = samples / 32768
     return samples.astype(np.float32), rate
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level edit distance over the reference's length."""
+    ref, hyp = reference.split(), hypothesis.split()
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, start=1):
+        previous, row[0] = row[0], i
+        for j, h in enumerate(hyp, start=1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
+    return row[-1] / len(ref)

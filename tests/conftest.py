@@ -90,6 +90,10 @@ tiny_server_multi = shared_server(
 )
 
 
+# The real weights, shared by every test that needs them (tests/e2e/test_real_weights.py, test_agents.py).
+real_server = shared_server("real_server", real=True, scope="session")
+
+
 @pytest.fixture(params=["tiny_server", "tiny_server_multi"], ids=["1-worker", "2-workers-2-api-servers"])
 def any_server(request: pytest.FixtureRequest) -> ServerProcess:
     """Each server configuration in turn."""

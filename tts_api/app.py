@@ -15,6 +15,7 @@ from .front.page import add_page
 from .front.readrate import ReaderLimits
 from .front.routes import add_routes
 from .front.signals import StopSignalGuard
+from .front.sockets import SocketLimits, SocketRoutes
 from .ipc.manager import Shared
 from .litserver import SpeechLitServer
 from .model.layout import ModelDir
@@ -23,7 +24,7 @@ from .settings import Settings
 from .voices import VoiceCatalogue, installed_languages
 from .worker.api import SPEECH_PATH, SpeechAPI
 
-__all__ = ["build_server", "resolve_accelerator"]
+__all__ = ["build_server", "resolve_accelerator", "socket_limits"]
 
 LITSERVE_ROUTES = frozenset({"/", "/health", "/info"})
 
@@ -51,6 +52,7 @@ def build_server(settings: Settings, shared: Shared) -> SpeechLitServer:
         "path": SPEECH_PATH,
         "max_pending": settings.max_pending,
         "limits": ReaderLimits(settings.idle_timeout_s, settings.min_read_rate, settings.read_window_s),
+        "sockets": SocketRoutes(context, socket_limits(settings)),
     }
     server = SpeechLitServer(
         SpeechAPI(settings, shared),
@@ -87,6 +89,18 @@ def build_server(settings: Settings, shared: Shared) -> SpeechLitServer:
     server.app.add_exception_handler(TTSError, _tts_error)
     server.app.add_exception_handler(StarletteHTTPException, _http_error)
     return server
+
+
+def socket_limits(settings: Settings) -> SocketLimits:
+    """The voice-agent sockets' bounds that `settings` configure."""
+    return SocketLimits(
+        max_contexts=settings.socket_max_contexts,
+        max_message_bytes=settings.socket_max_message_bytes,
+        max_messages_per_s=settings.socket_max_messages_per_s,
+        inactivity_s=settings.socket_inactivity_s,
+        max_chars=settings.socket_max_chars,
+        send_timeout_s=settings.idle_timeout_s,
+    )
 
 
 async def _tts_error(request: Request, exc: Exception) -> Response:

@@ -9,17 +9,20 @@ from typing import Literal, get_args
 __all__ = [
     "BYTES_PER_SAMPLE",
     "MEDIA_TYPES",
+    "OPUS_RATES",
     "RESPONSE_FORMATS",
     "SAMPLE_RATE",
+    "SAMPLE_RATES",
     "WAV_HEADER_BYTES",
     "ResponseFormat",
+    "media_type",
     "wav_size_fields",
 ]
 
 SAMPLE_RATE: int = 24_000  # Kokoro's output rate
 BYTES_PER_SAMPLE = 2  # pcm and wav carry 16-bit little-endian mono samples
 
-ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm", "ulaw"]
 RESPONSE_FORMATS: tuple[ResponseFormat, ...] = get_args(ResponseFormat)
 
 MEDIA_TYPES: Mapping[ResponseFormat, str] = MappingProxyType(
@@ -30,8 +33,13 @@ MEDIA_TYPES: Mapping[ResponseFormat, str] = MappingProxyType(
         "flac": "audio/flac",
         "wav": "audio/wav",
         "pcm": f"audio/pcm; rate={SAMPLE_RATE}; channels=1",
+        "ulaw": "audio/basic",  # raw G.711 mu-law (telephony); extension
     }
 )
+# Rates an encoder may resample to (`sample_rate`): what ElevenLabs' pcm_* formats offer, and telephony's
+# 8 kHz. Opus takes only 8, 12, 16, 24 and 48 kHz.
+SAMPLE_RATES: tuple[int, ...] = (8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000)
+OPUS_RATES: tuple[int, ...] = (8_000, 12_000, 16_000, 24_000, 48_000)
 
 # The server's WAV header: RIFF, a 16-byte fmt chunk, then the data chunk's header. Streamed, its two
 # size fields say "unknown length"; a whole file gets its true sizes written in afterwards.
@@ -44,3 +52,10 @@ def wav_size_fields(file_bytes: int) -> tuple[tuple[int, bytes], tuple[int, byte
         (4, (file_bytes - 8).to_bytes(4, "little")),
         (40, (file_bytes - WAV_HEADER_BYTES).to_bytes(4, "little")),
     )
+
+
+def media_type(fmt: ResponseFormat, rate: int | None = None) -> str:
+    """The Content-Type of `fmt` audio; raw formats say their rate."""
+    if rate is None or rate == SAMPLE_RATE or fmt not in ("pcm", "ulaw"):
+        return MEDIA_TYPES[fmt]
+    return f"audio/pcm; rate={rate}; channels=1" if fmt == "pcm" else f"audio/basic; rate={rate}"

@@ -6,10 +6,18 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import InputTooLong, InvalidRequest, TTSError
-from .formats import ResponseFormat
+from .formats import OPUS_RATES, SAMPLE_RATES, ResponseFormat
 from .settings import DEFAULT_MAX_AUDIO_S, DEFAULT_MAX_PAUSE_S, Settings
 from .text.segmentation import InvalidPauseTag, Paragraph, Script, segment
 from .voices import ENGLISH, LANGUAGES, VoiceBlend, VoiceCatalogue, VoiceNotFound
@@ -74,6 +82,22 @@ class SpeechRequest(BaseModel):
     normalize: bool = True
     # Extension: Kokoro's vocoder adds random noise; a seed makes the audio reproducible.
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    # Extensions: the model's 24 kHz resampled to another rate (telephony's 8 kHz, a player's 44.1 kHz),
+    # and the lossy codecs' bit rate (64 kbps by default).
+    sample_rate: int | None = None
+    bit_rate: int | None = Field(default=None, ge=16_000, le=320_000)
+
+    @model_validator(mode="after")
+    def _rate_fits_the_format(self) -> SpeechRequest:
+        rates = OPUS_RATES if self.response_format == "opus" else SAMPLE_RATES
+        if self.sample_rate is not None and self.sample_rate not in rates:
+            raise ValueError(
+                f"sample_rate {self.sample_rate} is not available for {self.response_format}; use one of "
+                f"{', '.join(map(str, rates))}"
+            )
+        if self.bit_rate is not None and self.response_format not in ("mp3", "opus", "aac"):
+            raise ValueError(f"bit_rate applies to mp3, opus and aac, not {self.response_format}")
+        return self
 
     @field_validator("model")
     @classmethod
@@ -136,8 +160,14 @@ def _require_language(code: str, context: RequestContext, what: str) -> None:
         )
 
 
-def parse_speech_request(body: bytes | dict[str, Any], context: RequestContext) -> PlannedSpeech:
-    """Validate and plan a request body; raise TTSError with the message and param a client can act on."""
+def parse_speech_request(
+    body: bytes | dict[str, Any], context: RequestContext, *, live: bool = False
+) -> PlannedSpeech:
+    """Validate and plan a request body; raise TTSError with the message and param a client can act on.
+
+    `live`: the text comes later, in pieces (a voice agent's context): `input` may be empty, and its bounds
+    are kept as it grows.
+    """
     if isinstance(body, bytes | bytearray):
         try:
             body = json.loads(body)
@@ -161,6 +191,8 @@ def parse_speech_request(body: bytes | dict[str, Any], context: RequestContext) 
         script = segment(request.input, normalize=request.normalize and lang_code in ENGLISH)
     except InvalidPauseTag as exc:
         raise InvalidRequest(str(exc), param="input", code="invalid_pause_tag") from None
+    if live:
+        return PlannedSpeech(request, voice, lang_code, script)
     if not any(isinstance(part, Paragraph) and part.has_speech for part in script.parts):
         raise InvalidRequest("input has no speakable text", param="input")
     _check_length(script, request.speed, context)

@@ -9,24 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.audio_check import decode, transcribe
-from tests.servers import shared_server
+from tests.audio_check import decode, transcribe, word_error_rate
 from tts_api.processes import ROOT, ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = reference.split(), hypothesis.split()
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, start=1):
-        previous, row[0] = row[0], i
-        for j, h in enumerate(hyp, start=1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
-    return row[-1] / len(ref)
-
-
-real_server = shared_server("real_server", real=True)
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,10 @@ import numpy.typing as npt
 import pytest
 
 from tts_api.formats import MEDIA_TYPES, RESPONSE_FORMATS, SAMPLE_RATE, ResponseFormat
-from tts_api.synth.encoders import Patch, apply_patches, open_encoder, to_pcm16
+from tts_api.synth.encoders import Patch, apply_patches, open_encoder, to_pcm16, to_ulaw
 
 LOSSLESS: tuple[ResponseFormat, ...] = ("pcm", "wav", "flac")
-LOSSY: tuple[ResponseFormat, ...] = ("mp3", "opus", "aac")
+LOSSY: tuple[ResponseFormat, ...] = ("mp3", "opus", "aac", "ulaw")
 # Uneven chunks, 0.3 s + 1.2 s + 0.8 s = 2.3 s, like a small first chunk followed by bigger ones.
 CHUNK_SAMPLES = (7_200, 28_800, 19_200)
 TOTAL_SAMPLES = sum(CHUNK_SAMPLES)
@@ -84,10 +84,13 @@ class Decoded:
     channels: int
 
 
-def decode(data: bytes, fmt: ResponseFormat) -> Decoded:
+def decode(data: bytes, fmt: ResponseFormat, rate: int = SAMPLE_RATE) -> Decoded:
     if fmt == "pcm":
-        return Decoded(np.frombuffer(data, dtype="<i2"), SAMPLE_RATE, 1)
-    with av.open(io.BytesIO(data), mode="r") as container:
+        return Decoded(np.frombuffer(data, dtype="<i2"), rate, 1)
+    options = {"sample_rate": str(rate), "ch_layout": "mono"} if fmt == "ulaw" else {}
+    with av.open(
+        io.BytesIO(data), mode="r", format="mulaw" if fmt == "ulaw" else None, options=options
+    ) as container:
         stream = container.streams.audio[0]
         frames = [frame.to_ndarray().reshape(-1) for frame in container.decode(stream)]
         rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels
@@ -108,7 +111,7 @@ BOTH_MODES = pytest.mark.parametrize("streaming", [True, False], ids=["streaming
 
 
 def test_formats_and_media_types_cover_the_same_set() -> None:
-    assert RESPONSE_FORMATS == ("mp3", "opus", "aac", "flac", "wav", "pcm")
+    assert RESPONSE_FORMATS == ("mp3", "opus", "aac", "flac", "wav", "pcm", "ulaw")
     assert set(MEDIA_TYPES) == set(RESPONSE_FORMATS)
     assert MEDIA_TYPES["pcm"] == "audio/pcm; rate=24000; channels=1"
     assert MEDIA_TYPES["opus"] == "audio/ogg; codecs=opus"
@@ -239,7 +242,7 @@ def test_nothing_written_still_gives_a_valid_file(
     chunks = [np.zeros(0, dtype=np.float32)] if write_empty_chunk else []
     data = encode(fmt, streaming, chunks)
 
-    if fmt == "pcm":
+    if fmt in ("pcm", "ulaw"):  # raw: no header, nothing at all
         assert data == b""
         return
     decoded = decode(data, fmt)
@@ -323,3 +326,37 @@ def test_concurrent_encoders_never_mix_their_audio() -> None:
                     np.testing.assert_array_equal(decoded.samples, pcm16(signals[i]))
                 else:
                     assert correlation(decoded.samples, alone[(fmt, i)]) > 0.999
+
+
+def test_mu_law_is_the_reference_coders_for_every_sample() -> None:
+    audioop = pytest.importorskip("audioop")  # the stdlib's G.711 coder, up to Python 3.12
+    every = np.arange(-32768, 32768, dtype=np.int16)
+    assert to_ulaw(every) == audioop.lin2ulaw(every.tobytes(), 2)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "rate"),
+    [
+        ("pcm", 8_000),
+        ("pcm", 44_100),
+        ("ulaw", 8_000),
+        ("wav", 16_000),
+        ("mp3", 22_050),
+        ("opus", 48_000),
+        ("flac", 32_000),
+    ],
+)
+def test_a_rate_resamples_the_models_24_khz_in_one_piece(fmt: ResponseFormat, rate: int) -> None:
+    """Telephony wants 8 kHz, ElevenLabs' clients ask for pcm_16000 or mp3_22050_32: the audio keeps its
+    length and its pitch across chunk joins (one resampler per request carries its state over)."""
+    chunks = [tone(440.0, 7_200), tone(440.0, 28_800)]  # joined in phase: one 440 Hz tone, 1.5 s
+    whole = np.concatenate(chunks)
+    with open_encoder(fmt, streaming=False, rate=rate) as encoder:
+        pieces = [encoder.write(chunk) for chunk in chunks] + [encoder.finish()]
+        data = apply_patches(b"".join(pieces), encoder.patches)
+    decoded = decode(data, fmt, rate)
+    assert decoded.rate == (48_000 if fmt == "opus" else rate)
+    seconds = decoded.samples.size / decoded.rate
+    assert abs(seconds - whole.size / SAMPLE_RATE) < 0.08  # codec padding at most
+    spectrum = np.abs(np.fft.rfft(decoded.samples.astype(np.float64)))
+    assert abs(np.argmax(spectrum) * decoded.rate / decoded.samples.size - 440.0) < 5.0

@@ -347,9 +347,9 @@ def test_a_stream_paused_for_a_slow_reader_does_not_block_a_newcomer() -> None:
 class _DistantBoard(StreamBoard):
     """A board a round trip away: every read of the streams' states takes 30 ms."""
 
-    def poll(self, keys: list[str]) -> Any:
+    def poll(self, keys: list[str], take: list[str] | None = None) -> Any:
         time.sleep(0.03)
-        return super().poll(keys)
+        return super().poll(keys, take)
 
 
 def test_a_chunk_is_costed_with_the_loop_round_around_it() -> None:

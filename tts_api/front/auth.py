@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -57,7 +58,10 @@ class RequestIds:
 class ApiKeyAuth:
     """With a key configured, `/v1/*` and `/info` need `Authorization: Bearer <key>` (401 otherwise).
 
-    `/health` and `/metrics` stay open for probes and scrapers; they reveal counts, not content.
+    `/health` and `/metrics` stay open for probes and scrapers; they reveal counts, not content. A
+    WebSocket on `/v1/*` may send the key as its client does: `Authorization: Bearer` (Together),
+    `xi-api-key` (ElevenLabs) or the `api_key` query parameter (Together); without it the upgrade is
+    refused (HTTP 403) before anything is read.
     """
 
     def __init__(self, app: ASGIApp, *, api_key: str | None) -> None:
@@ -66,22 +70,28 @@ class ApiKeyAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            scope["type"] == "http"
-            and self.api_key is not None
-            and _protected(scope["path"])
-            and not self._authorized(scope)
+            self.api_key is None
+            or scope["type"] not in ("http", "websocket")
+            or not _protected(scope["path"])
         ):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http" and not self._authorized(scope):
             await error_response(
                 send, Unauthorized("missing or incorrect API key; send Authorization: Bearer <key>")
             )
-            return
-        await self.app(scope, receive, send)
+        elif scope["type"] == "websocket" and not self._authorized(scope, socket=True):
+            await send({"type": "websocket.close", "code": 1008, "reason": "missing or incorrect API key"})
+        else:
+            await self.app(scope, receive, send)
 
-    def _authorized(self, scope: Scope) -> bool:
+    def _authorized(self, scope: Scope, *, socket: bool = False) -> bool:
         scheme, _, token = (header(scope, b"authorization") or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), str(self.api_key).encode()
-        )
+        offered = [token.strip()] if scheme.lower() == "bearer" else []
+        if socket:
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            offered += [header(scope, b"xi-api-key") or "", query.get("api_key", "")]
+        key = str(self.api_key).encode()
+        return any(hmac.compare_digest(candidate.encode(), key) for candidate in offered if candidate)
 
 
 def _protected(path: str) -> bool:

@@ -1,5 +1,8 @@
 """The speech route's gateway, in every API-server process: admit, forward to LitServe, relay, watch.
 
+It also opens the voice-agent sockets' live streams (`open_live`, front/live.py), forwarded the same way,
+and hands their WebSocket connections to the socket routes (front/sockets/).
+
 A pure ASGI middleware around the LitServe app (inside RequestIds and ApiKeyAuth, auth.py). For
 `POST /v1/audio/speech` it
 - admits the request (admission.py: validated body and a Lease on the stream board, or a 4xx/503);
@@ -21,25 +24,35 @@ import contextlib
 import json
 import logging
 import time
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import TTSError, WorkerLost
-from ..ipc.frames import TICKET_KEY
+from ..ipc.frames import TICKET_KEY, Ticket
 from ..ipc.manager import Shared
 from ..schemas import RequestContext, SpeechRequest
 from .admission import Admission, ClientGone
 from .auth import ticket_of
 from .ipc import LoopIpc
 from .lease import RETRY_AFTER_S, Lease
+from .live import LiveStream
 from .readrate import ReaderLimits
 from .relay import ClientStalled, Relay, error_response, relay_for
 
-__all__ = ["SpeechGateway"]
+__all__ = ["Sockets", "SpeechGateway"]
 
 logger = logging.getLogger(__name__)
 
 WATCH_EVERY_S = 0.5  # how often a request in flight checks that its worker process is alive
+
+
+class Sockets(Protocol):
+    """The voice-agent WebSocket routes (front/sockets/): which paths they serve, and serving one."""
+
+    def serves(self, scope: Scope) -> bool: ...
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, gateway: SpeechGateway) -> None: ...
 
 
 class SpeechGateway:
@@ -54,6 +67,7 @@ class SpeechGateway:
         path: str,
         max_pending: int,
         limits: ReaderLimits | None = None,
+        sockets: Sockets | None = None,
     ) -> None:
         self.app = app
         self.shared = shared
@@ -61,8 +75,30 @@ class SpeechGateway:
         self.admission = Admission(context, shared.board, self.ipc, max_pending)
         self.path = path
         self.limits = limits or ReaderLimits()
+        self.sockets = sockets
+
+    async def open_live(self, scope: Scope, speech: SpeechRequest, ticket: Ticket) -> LiveStream:
+        """Admit a live stream (a voice agent's context) and start it; TTSError (503) if there is no room.
+
+        `scope` is the socket's: the stream is forwarded to LitServe as a POST of the speech route."""
+        lease = await Lease.take(self.shared.board, self.ipc, ticket, self.admission.max_pending)
+        headers = [(k, v) for k, v in scope.get("headers", []) if not k.startswith(b"sec-websocket")]
+        post = {
+            **scope,
+            "type": "http",
+            "method": "POST",
+            "path": self.path,
+            "raw_path": self.path.encode(),
+            "query_string": b"",
+            "scheme": "http",
+            "headers": [(k, v) for k, v in headers if k not in (b"upgrade", b"connection")],
+        }
+        return LiveStream(self._forward, post, speech, lease, self.ipc, self.limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self.sockets is not None and self.sockets.serves(scope):
+            await self.sockets(scope, receive, send, self)
+            return
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from starlette.types import Message, Send
 
 from ..errors import InvalidRequest, TTSError
-from ..formats import MEDIA_TYPES
+from ..formats import media_type
 from ..ipc.frames import Frame, FrameError, Ticket
 from ..schemas import SpeechRequest
 from .lease import Lease
@@ -83,6 +83,8 @@ class Relay:
         self.finished = False  # the response is complete or cut: nothing more goes to the client
         self.first_audio_s: float | None = None
         self.delivery_s: list[float] = []
+        self.audio_start_s = 0.0  # where in the response's audio the bytes `on_audio` is given begin...
+        self.audio_end_s = 0.0  # ...and end
         self._inner_status = 200
         self._inner_body: list[bytes] = []
 
@@ -116,6 +118,7 @@ class Relay:
                 self.delivery_s.append(max(0.0, time.monotonic() - frame.sent_at))
                 if self.first_audio_s is None:
                     self.first_audio_s = time.monotonic() - self.received_at
+                self.audio_start_s, self.audio_end_s = self.audio_end_s, frame.audio_end_s
                 await self.on_audio(frame.audio)
                 self.taken(frame.audio_end_s)
             self.lease.delivered(frame.audio_end_s)
@@ -123,6 +126,8 @@ class Relay:
             self.lease.working(frame.worker())
         elif frame.kind == "words":
             await self.on_words(frame.data())
+        elif frame.kind == "idle":
+            await self.on_idle()
         elif frame.kind == "end":
             # Everything is synthesized: a client that hangs up while the last bytes go out cancels nothing.
             self.lease.close()
@@ -145,8 +150,7 @@ class Relay:
         error = TTSError(str(detail or "request failed"), status=self._inner_status)
         if self._inner_status < 500:
             error.type = InvalidRequest.type
-        self.finished = True
-        await error_response(self.send, error)
+        await self.fail(error)
 
     async def send(self, message: Message) -> None:
         """Send to the client; ClientStalled if it takes nothing for the idle timeout."""
@@ -164,8 +168,8 @@ class Relay:
         """The client took the audio up to `audio_end_s` (a stream's, once its bytes are sent)."""
         self.rate.took(audio_end_s)
 
-    async def start(self, media_type: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        headers = [(b"content-type", media_type.encode()), (b"cache-control", b"no-cache")]
+    async def start(self, content_type: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        headers = [(b"content-type", content_type.encode()), (b"cache-control", b"no-cache")]
         await self.send({"type": "http.response.start", "status": 200, "headers": headers + (extra or [])})
         self.started = True
 
@@ -193,6 +197,9 @@ class Relay:
     async def on_words(self, words: list[dict[str, Any]]) -> None:
         """Word timestamps: only event streams carry them."""
 
+    async def on_idle(self) -> None:
+        """A live stream spoke all its client declared complete (front/live.py)."""
+
     async def on_error_after_start(self, error: TTSError) -> None:
         """Cut the transfer: returning without the final chunk makes the server close the connection,
         so the client sees a broken transfer instead of a clean, silently short file."""
@@ -204,12 +211,15 @@ class _AudioStream(Relay):
     async def on_audio(self, data: bytes) -> None:
         if not self.started:
             # X-Accel-Buffering: tell nginx-style proxies not to hold back the stream.
-            await self.start(MEDIA_TYPES[self.speech.response_format], [(b"x-accel-buffering", b"no")])
+            await self.start(
+                media_type(self.speech.response_format, self.speech.sample_rate),
+                [(b"x-accel-buffering", b"no")],
+            )
         await self.body(data)
 
     async def on_end(self, end: Frame) -> None:
         if not self.started:
-            await self.start(MEDIA_TYPES[self.speech.response_format])
+            await self.start(media_type(self.speech.response_format, self.speech.sample_rate))
         await self.body(b"", more=False)
 
 
@@ -223,8 +233,8 @@ class _EventStream(Relay):
     async def _event(self, event: dict[str, Any], *, more: bool = True) -> None:
         ndjson = self.speech.stream_format == "ndjson"
         if not self.started:
-            media_type = "application/x-ndjson" if ndjson else "text/event-stream"
-            await self.start(media_type, [(b"x-accel-buffering", b"no")])
+            content_type = "application/x-ndjson" if ndjson else "text/event-stream"
+            await self.start(content_type, [(b"x-accel-buffering", b"no")])
         line = json.dumps(event)
         await self.body(f"{line}\n".encode() if ndjson else f"data: {line}\n\n".encode(), more=more)
 
@@ -274,7 +284,8 @@ class _WholeFile(Relay):
         if patches:
             await asyncio.to_thread(self._patch, patches)
         await self.start(
-            MEDIA_TYPES[self.speech.response_format], [(b"content-length", str(self._size).encode())]
+            media_type(self.speech.response_format, self.speech.sample_rate),
+            [(b"content-length", str(self._size).encode())],
         )
         await asyncio.to_thread(self._file.seek, 0)
         audio_s, sent = float(end.data().get("audio_seconds", 0.0)), 0

@@ -27,8 +27,15 @@ __all__ = ["TICKET_KEY", "Frame", "FrameError", "Ticket"]
 # The key under which the front passes the ticket to the worker inside the request body.
 TICKET_KEY = "_tts_ticket"
 _MAGIC = b"\x00tts"
-Kind = Literal["start", "audio", "words", "end", "error"]
-_KINDS: dict[bytes, Kind] = {b"S": "start", b"A": "audio", b"W": "words", b"E": "end", b"X": "error"}
+Kind = Literal["start", "audio", "words", "idle", "end", "error"]
+_KINDS: dict[bytes, Kind] = {
+    b"S": "start",
+    b"A": "audio",
+    b"W": "words",
+    b"I": "idle",
+    b"E": "end",
+    b"X": "error",
+}
 _CODES = {kind: code for code, kind in _KINDS.items()}
 _TIME = struct.Struct("<d")
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -86,22 +93,23 @@ class Ticket:
 
     request_id: str  # shown to the client (X-Request-Id) and in logs; may come from the client
     key: str  # server-generated and unique: names the request in the cancel board and in frames
+    live: bool = False  # its text grows while it is spoken: more comes through the board (voice agents)
 
     @classmethod
-    def issue(cls, client_request_id: str | None = None) -> Ticket:
+    def issue(cls, client_request_id: str | None = None, *, live: bool = False) -> Ticket:
         key = uuid.uuid4().hex
         if client_request_id and _CLIENT_REQUEST_ID.fullmatch(client_request_id):
-            return cls(request_id=client_request_id, key=key)
-        return cls(request_id=f"req_{key}", key=key)
+            return cls(request_id=client_request_id, key=key, live=live)
+        return cls(request_id=f"req_{key}", key=key, live=live)
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: object) -> Ticket:
         if not isinstance(data, dict) or not {"request_id", "key"} <= data.keys():
             raise ValueError(f"malformed ticket {data!r}")
-        return cls(request_id=str(data["request_id"]), key=str(data["key"]))
+        return cls(request_id=str(data["request_id"]), key=str(data["key"]), live=bool(data.get("live")))
 
     def _frame(self, kind: Kind, payload: bytes) -> bytes:
         return _MAGIC + self.key.encode() + _CODES[kind] + _TIME.pack(time.monotonic()) + payload
@@ -117,6 +125,10 @@ class Ticket:
     def words_frame(self, words: list[dict[str, Any]]) -> bytes:
         """Word timestamps of the audio frames just sent."""
         return self._frame("words", json.dumps(words).encode())
+
+    def idle_frame(self) -> bytes:
+        """A live stream has spoken everything its client declared complete, and waits for text."""
+        return self._frame("idle", b"")
 
     def end_frame(self, **stats: Any) -> bytes:
         """The last frame of a stream that completed."""

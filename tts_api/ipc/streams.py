@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from .workers import WorkerProcess
@@ -38,6 +38,11 @@ class StreamState:
     status: Literal["open", "cancelled", "gone"]
     reason: CancelReason | None = None  # why it was cancelled
     delivered_s: float = 0.0  # audio seconds the client has taken
+    # A live stream's text since the last take (`poll(..., take=...)`), whether the client said it is
+    # complete (a flush), and whether no more will come.
+    text: str = ""
+    flush: bool = False
+    ended: bool = False
 
     @property
     def stopped(self) -> bool:
@@ -53,6 +58,9 @@ class _Entry:
     delivered_s: float = 0.0
     reason: CancelReason | None = None
     worker: WorkerProcess | None = None  # the process synthesizing it, once the front knows
+    inbox: list[str] = field(default_factory=list)  # a live stream's text, not yet taken by its worker
+    flush: bool = False
+    ended: bool = False
 
 
 class StreamBoard:
@@ -105,18 +113,39 @@ class StreamBoard:
             if entry is not None and audio_s > entry.delivered_s:
                 entry.delivered_s = audio_s
 
-    def poll(self, keys: list[str]) -> dict[str, StreamState]:
-        """The state of each of `keys` (one round trip for all of a worker's streams)."""
+    def feed(self, key: str, text: str, *, flush: bool = False, end: bool = False) -> bool:
+        """More text for a live stream, for its worker's next take; False if the stream has ended or was
+        cancelled (nothing is kept)."""
+        with self._lock:
+            self._calls["feed"] += 1
+            entry = self._entries.get(key)
+            if entry is None or entry.reason is not None or entry.ended:
+                return False
+            if text:
+                entry.inbox.append(text)
+            entry.flush = entry.flush or flush or end
+            entry.ended = end
+            return True
+
+    def poll(self, keys: list[str], take: list[str] | None = None) -> dict[str, StreamState]:
+        """The state of each of `keys` (one round trip for all of a worker's streams); for the keys in
+        `take`, the live text fed since the last take comes along, and leaves the board."""
+        taking = set(take or ())
         with self._lock:
             self._calls["poll"] += 1
-            return {key: self._state(key) for key in keys}
+            return {key: self._state(key, key in taking) for key in keys}
 
-    def _state(self, key: str) -> StreamState:
+    def _state(self, key: str, take: bool = False) -> StreamState:
         entry = self._entries.get(key)
         if entry is None:
             return _GONE
         status: Literal["open", "cancelled"] = "open" if entry.reason is None else "cancelled"
-        return StreamState(status, entry.reason, entry.delivered_s)
+        if not take or not (entry.inbox or entry.flush):
+            return StreamState(status, entry.reason, entry.delivered_s, ended=take and entry.ended)
+        text, flush = "".join(entry.inbox), entry.flush
+        entry.inbox.clear()
+        entry.flush = False
+        return StreamState(status, entry.reason, entry.delivered_s, text, flush, entry.ended)
 
     def close(self, key: str) -> None:
         """Forget a request whose job has ended (a no-op if it is already gone)."""

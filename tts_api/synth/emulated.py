@@ -21,10 +21,9 @@ import numpy as np
 from ..formats import SAMPLE_RATE
 from ..settings import EmulatedSpec
 from ..text.planning import Growth
-from ..text.segmentation import Script
 from ..voices import VoiceBlend
 from .costs import CostModel
-from .speech import Interrupted, RawPiece, Utterance
+from .speech import Chunks, Interrupted, RawPiece, Utterance
 
 __all__ = ["EmulatedEngine"]
 
@@ -69,8 +68,7 @@ class EmulatedEngine:
 
     def utterance(
         self,
-        text: str,
-        script: Script,
+        chunks: Chunks,
         voice: VoiceBlend,
         *,
         speed: float,
@@ -89,7 +87,7 @@ class EmulatedEngine:
             )
             yield piece
 
-        return Utterance(text, script, render, speed=speed, growth=growth)
+        return Utterance(chunks, render, speed=speed, growth=growth)
 
     def _sleep(self, seconds: float) -> None:
         if self._stop.wait(max(0.0, seconds)):

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from ..formats import RESPONSE_FORMATS, SAMPLE_RATE, WAV_HEADER_BYTES, ResponseFormat, wav_size_fields
 
-__all__ = ["Encoder", "Patch", "apply_patches", "open_encoder", "to_pcm16"]
+__all__ = ["Encoder", "Patch", "apply_patches", "open_encoder", "to_pcm16", "to_ulaw"]
 
 # Ample for mono 24 kHz speech in all three lossy codecs.
 _BIT_RATE = 64_000
@@ -55,8 +55,10 @@ class Encoder(ABC):
 
     _live = 0  # encoders of this process not yet closed (reported as tts_open_encoders)
 
-    def __init__(self) -> None:
+    def __init__(self, rate: int = SAMPLE_RATE) -> None:
         self._closed = False
+        self.rate = rate  # of the encoded audio; the model's 24 kHz is resampled to it
+        self._resampler = _Resampler(rate) if rate != SAMPLE_RATE else None
         # Set by a file's `finish()`: header fields to write over bytes handed out earlier.
         self.patches: list[Patch] = []
         Encoder._live += 1
@@ -69,14 +71,16 @@ class Encoder(ABC):
     def write(self, samples: npt.NDArray[np.float32]) -> bytes:
         """Encode one chunk; return the bytes that are ready now (may be b"")."""
         self._check_open()
-        return self._write(_quantize(samples))
+        pcm = _quantize(samples)
+        return self._write(pcm if self._resampler is None else self._resampler.push(pcm))
 
     def finish(self) -> bytes:
         """Flush everything, close the encoder, and return the remaining bytes; for a file, `patches` then
         says what to write over the bytes handed out earlier (its header, now that the end is known)."""
         self._check_open()
         try:
-            return self._finish()
+            tail = self._write(self._resampler.flush()) if self._resampler is not None else b""
+            return tail + self._finish()
         finally:
             self.close()
 
@@ -85,6 +89,7 @@ class Encoder(ABC):
         if not self._closed:
             self._closed = True
             Encoder._live -= 1
+            self._resampler = None
             self._release()
 
     def __enter__(self) -> Encoder:
@@ -113,6 +118,29 @@ class Encoder(ABC):
         """Free what the encoder holds; called exactly once."""
 
 
+class _Resampler:
+    """The model's 24 kHz to another rate, chunk by chunk, with FFmpeg's resampler (its filter state carries
+    over between chunks, so the joins are as clean as one long signal's)."""
+
+    def __init__(self, rate: int) -> None:
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+
+    def push(self, pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+        if not pcm.size:
+            return pcm
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        return self._join(self._resampler.resample(frame))
+
+    def flush(self) -> npt.NDArray[np.int16]:
+        return self._join(self._resampler.resample(None))
+
+    @staticmethod
+    def _join(frames: list[av.AudioFrame]) -> npt.NDArray[np.int16]:
+        arrays = [f.to_ndarray().reshape(-1) for f in frames]
+        return np.concatenate(arrays).astype(np.int16) if arrays else np.zeros(0, np.int16)
+
+
 class _PcmEncoder(Encoder):
     # Raw PCM has no header and nothing to gain from buffering, so it always streams.
     def _write(self, pcm: npt.NDArray[np.int16]) -> bytes:
@@ -125,7 +153,29 @@ class _PcmEncoder(Encoder):
         return None  # holds nothing
 
 
-def _wav_header(data_size: int | None) -> bytes:
+def to_ulaw(pcm: npt.NDArray[np.int16]) -> bytes:
+    """G.711 mu-law bytes of 16-bit samples (telephony's 8-bit encoding), as the reference coder makes
+    them: on 14-bit magnitudes, biased by 33, in eight segments."""
+    v = pcm.astype(np.int32) >> 2
+    mask = np.where(v < 0, 0x7F, 0xFF)
+    magnitude = np.minimum(np.abs(v), 8159) + 33
+    segment = np.floor(np.log2(magnitude)).astype(np.int32) - 5
+    code = np.where(
+        segment >= 8,
+        0x7F,
+        (np.minimum(segment, 7) << 4) | ((magnitude >> (np.minimum(segment, 7) + 1)) & 0xF),
+    )
+    return ((code ^ mask) & 0xFF).astype(np.uint8).tobytes()
+
+
+class _UlawEncoder(_PcmEncoder):
+    """Raw mu-law, as telephony (Twilio) takes it: no header, 8 bits a sample."""
+
+    def _write(self, pcm: npt.NDArray[np.int16]) -> bytes:
+        return to_ulaw(pcm)
+
+
+def _wav_header(data_size: int | None, rate: int = SAMPLE_RATE) -> bytes:
     """Return the 44-byte header of 16-bit mono PCM WAV; `None` marks a stream of unknown length."""
     riff_size = _UNKNOWN_SIZE if data_size is None else 36 + data_size
     data_field = _UNKNOWN_SIZE if data_size is None else data_size
@@ -138,8 +188,8 @@ def _wav_header(data_size: int | None) -> bytes:
         16,  # fmt chunk size
         1,  # WAVE_FORMAT_PCM
         1,  # channels
-        SAMPLE_RATE,
-        SAMPLE_RATE * 2,  # byte rate
+        rate,
+        rate * 2,  # byte rate
         2,  # block align
         16,  # bits per sample
         b"data",
@@ -151,8 +201,8 @@ class _WavEncoder(Encoder):
     """A header whose sizes say "unknown", then the samples as they come; a file's true sizes come out as
     `patches` at the end (a stream's stay unknown, which players accept)."""
 
-    def __init__(self, streaming: bool) -> None:
-        super().__init__()
+    def __init__(self, streaming: bool, rate: int = SAMPLE_RATE) -> None:
+        super().__init__(rate)
         self._streaming = streaming
         self._header_sent = False
         self._data_bytes = 0
@@ -163,11 +213,13 @@ class _WavEncoder(Encoder):
         if self._header_sent:
             return data
         self._header_sent = True
-        return _wav_header(None) + data
+        return _wav_header(None, self.rate) + data
 
     def _finish(self) -> bytes:
         if not self._header_sent:
-            return _wav_header(0)  # nothing was sent, so the true sizes are known even when streaming
+            return _wav_header(
+                0, self.rate
+            )  # nothing was sent, so the true sizes are known even when streaming
         if not self._streaming:
             self.patches = list(wav_size_fields(WAV_HEADER_BYTES + self._data_bytes))
         return b""
@@ -277,8 +329,10 @@ class _AVEncoder(Encoder):
     header (MP3 Info frame, FLAC STREAMINFO); those fixes come out as `patches` (see _PatchedFile).
     """
 
-    def __init__(self, codec: _Codec, streaming: bool) -> None:
-        super().__init__()
+    def __init__(
+        self, codec: _Codec, streaming: bool, rate: int = SAMPLE_RATE, bit_rate: int | None = None
+    ) -> None:
+        super().__init__(rate)
         self._codec = codec
         self._out: _Chunks | _PatchedFile = _Chunks() if streaming else _PatchedFile()
         self._container = av.open(
@@ -288,10 +342,10 @@ class _AVEncoder(Encoder):
             container_options=dict(codec.streaming_options if streaming else codec.file_options),
         )
         try:
-            stream = self._container.add_stream(codec.codec, rate=SAMPLE_RATE, layout="mono")
+            stream = self._container.add_stream(codec.codec, rate=rate, layout="mono")
             self._stream = cast(av.AudioStream, stream)  # PyAV types only literal codec names
             if codec.bit_rate is not None:
-                self._stream.bit_rate = codec.bit_rate
+                self._stream.bit_rate = bit_rate or codec.bit_rate
         except BaseException:
             self._container.close()
             raise
@@ -316,8 +370,8 @@ class _AVEncoder(Encoder):
         if not pcm.size:
             return  # PyAV cannot build a zero-sample frame (it raises MemoryError)
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.time_base = Fraction(1, SAMPLE_RATE)
+        frame.sample_rate = self.rate
+        frame.time_base = Fraction(1, self.rate)
         frame.pts = self._samples
         self._samples += pcm.size
         self._container.mux(self._stream.encode(frame))
@@ -333,17 +387,22 @@ class _AVEncoder(Encoder):
             del self._stream, self._container, self._out
 
 
-def open_encoder(fmt: ResponseFormat, *, streaming: bool = True) -> Encoder:
-    """Return a new encoder for one request's audio in `fmt`.
+def open_encoder(
+    fmt: ResponseFormat, *, streaming: bool = True, rate: int = SAMPLE_RATE, bit_rate: int | None = None
+) -> Encoder:
+    """Return a new encoder for one request's audio in `fmt`, at `rate` (the model's 24 kHz resampled to
+    it), at `bit_rate` for the lossy codecs (64 kbps by default).
 
     `streaming=False` makes a better file where the end must be known: WAV with true sizes, MP3 with its
     Info frame (exact duration, gapless), FLAC with total samples and MD5, fixed up by `patches` after
     `finish()`. Either way the bytes come out as they are made: no encoder holds a whole file.
     """
     if fmt == "pcm":
-        return _PcmEncoder()
+        return _PcmEncoder(rate)
+    if fmt == "ulaw":
+        return _UlawEncoder(rate)
     if fmt == "wav":
-        return _WavEncoder(streaming)
+        return _WavEncoder(streaming, rate)
     if fmt not in _CODECS:
         raise ValueError(f"unknown response format {fmt!r}; expected one of {', '.join(RESPONSE_FORMATS)}")
-    return _AVEncoder(_CODECS[fmt], streaming)
+    return _AVEncoder(_CODECS[fmt], streaming, rate, bit_rate)

@@ -16,9 +16,8 @@ from ..model.kmodel import load_model
 from ..model.layout import ModelDir
 from ..settings import ModelEngine
 from ..text.planning import Growth
-from ..text.segmentation import Script
 from ..voices import VoiceBlend
-from .speech import RawPiece, Utterance
+from .speech import Chunks, RawPiece, Utterance
 from .vocoders import EDGE_TRIM, SpeechModel, choose_vocoder
 
 __all__ = ["KokoroEngine"]
@@ -94,8 +93,7 @@ class KokoroEngine:
 
     def utterance(
         self,
-        text: str,
-        script: Script,
+        chunks: Chunks,
         voice: VoiceBlend,
         *,
         speed: float,
@@ -103,7 +101,7 @@ class KokoroEngine:
         seed: int | None,
         growth: Growth | None = None,
     ) -> Utterance:
-        """`text` (planned as `script`) in `voice`, to be spoken chunk by chunk (see Utterance).
+        """The text `chunks` cuts, in `voice`, to be spoken chunk by chunk (see Utterance).
 
         Kokoro's vocoder draws random noise; a `seed` makes it reproducible.
         """
@@ -123,7 +121,7 @@ class KokoroEngine:
                 frames = int(output.pred_dur.sum())
                 yield RawPiece(audio, result.graphemes, result.phonemes, frames, result.tokens or ())
 
-        return Utterance(text, script, render, speed=speed, growth=growth)
+        return Utterance(chunks, render, speed=speed, growth=growth)
 
     def interrupt(self) -> None:
         """Stop the synthesis in flight (from another thread): the utterance raises Interrupted."""

@@ -18,12 +18,13 @@ import numpy.typing as npt
 
 from ..formats import SAMPLE_RATE
 from ..text.planning import GAP_AFTER_S, MAX_CHUNK_CHARS, Chunk, ChunkCursor, Growth
-from ..text.segmentation import Script, segment
+from ..text.segmentation import segment
 from ..voices import ENGLISH, VoiceBlend
 from .seams import shape_piece, silence
 from .timestamps import TimedToken, WordTiming, word_timings
 
 __all__ = [
+    "Chunks",
     "Interrupted",
     "RawPiece",
     "Render",
@@ -71,8 +72,25 @@ class SpeechChunk:
 Render = Callable[[str], Iterator[RawPiece]]
 
 
+class Chunks(Protocol):
+    """Where an utterance's chunks come from: a whole text's plan (text/planning.py's ChunkCursor), or a
+    text that grows while it is spoken (text/live.py's LiveText). Chunk spans index into `text`."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def remaining_chars(self) -> int: ...
+
+    @property
+    def done(self) -> bool: ...
+
+    def next(self, budget: int, *, reach: int = 0, min_cost: int = 0) -> Chunk | None: ...
+
+
 class Utterance:
-    """See the module docstring. `next(max_chars)` gives the next piece; None when all is said.
+    """See the module docstring. `next(max_chars)` gives the next piece; None when there is nothing to say
+    now: all is said (`done`), or a growing text has nothing sure yet.
 
     `max_chars` is the caller's budget for the next chunk (phoneme-weighted characters); `budget` is what
     a lone stream's growing plan would take. Pieces of one chunk come out one per call.
@@ -80,17 +98,16 @@ class Utterance:
 
     def __init__(
         self,
-        text: str,
-        script: Script,
+        chunks: Chunks,
         render: Render,
         *,
         speed: float,
         growth: Growth | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
-        self.text, self.speed = text, speed
+        self.speed = speed
         self._render = render
-        self._cursor = ChunkCursor(script)
+        self._cursor = chunks
         self._growth = growth or Growth()
         self._on_close = on_close
         self._chunk: Chunk | None = None
@@ -105,9 +122,23 @@ class Utterance:
         return self._growth.budget
 
     @property
+    def text(self) -> str:
+        """The text spoken (word timestamps index into it)."""
+        return self._cursor.text
+
+    @property
     def remaining_chars(self) -> int:
         """Characters of text not yet cut into chunks."""
         return self._cursor.remaining_chars
+
+    @property
+    def done(self) -> bool:
+        """Everything is said: no piece or silence in progress, and no chunk to come."""
+        return self._pieces is None and not self._silence_left and self._cursor.done
+
+    def restart(self) -> None:
+        """Plan the next chunks as a newcomer's: small first (its player ran dry)."""
+        self._growth = Growth(self._growth.first, self._growth.cap)
 
     def next(self, max_chars: int) -> SpeechChunk | None:
         """Synthesize the next piece, cutting a new chunk of at most `max_chars` if one is needed."""
@@ -175,8 +206,7 @@ class SpeechEngine(Protocol):
 
     def utterance(
         self,
-        text: str,
-        script: Script,
+        chunks: Chunks,
         voice: VoiceBlend,
         *,
         speed: float,
@@ -204,7 +234,9 @@ def speak_all(
     """Yield the whole speech of `text` with a lone stream's plan (short first chunk, then growing)."""
     lang = lang_code or voice.lang_code
     script = segment(text, normalize=normalize and lang in ENGLISH)
-    utterance = engine.utterance(text, script, voice, speed=speed, lang_code=lang, seed=seed, growth=growth)
+    utterance = engine.utterance(
+        ChunkCursor(script), voice, speed=speed, lang_code=lang, seed=seed, growth=growth
+    )
     try:
         while (piece := utterance.next(utterance.budget)) is not None:
             yield piece

@@ -227,6 +227,11 @@ class ChunkCursor:
             self._suffix[i] = self._suffix[i + 1] + size
 
     @property
+    def text(self) -> str:
+        """The request text the chunks' spans index into."""
+        return self.script.original
+
+    @property
     def done(self) -> bool:
         return self._skip() >= len(self.script.parts)
 

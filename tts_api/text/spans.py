@@ -62,6 +62,12 @@ class NormalizedText:
             start, end = layer.map_span(start, end)
         return start, end
 
+    def shifted(self, offset: int, original_length: int) -> NormalizedText:
+        """The same text, its spans mapped `offset` further into a longer original (this one's original,
+        `original_length` long, begins at `offset` there)."""
+        layer = _Layer([0], [(0, original_length, offset, offset + original_length, True)])
+        return NormalizedText(self.text, (layer, *self._layers))
+
     def slice(self, start: int, end: int) -> NormalizedText:
         """Return ``text[start:end]`` as its own text whose spans still map to the original input."""
         layer = _Layer([0], [(0, end - start, start, end, True)])

@@ -166,23 +166,28 @@ class SpeechLoop(LitLoop):
         if not hops:
             self.runtime.count("tts_requests_started_total")
         try:
-            speech = self.runtime.parse(payload)
+            speech = self.runtime.parse(payload, live=ticket.live)
         except Exception as exc:  # a TTSError (rare: the front validated already) or a bug
             self._fail(uid, reply_to, ticket, exc)
             return
         now = time.monotonic()
-        self.scheduler.arrived(now, len(speech.request.input))
-        view = StreamView(ticket.key, now, speech.request.speed, remaining_chars=len(speech.request.input))
+        # A live stream's text is still to come: admitted as a typical request would be.
+        chars = round(self.scheduler.arrivals.typical_chars) if ticket.live else len(speech.request.input)
+        self.scheduler.arrived(now, chars)
+        view = StreamView(ticket.key, now, speech.request.speed, remaining_chars=chars)
         self.waiting = _Waiting(item, uid, reply_to, ticket, speech, view, hops)
 
     # --- The board ----------------------------------------------------------------------------------
 
     def _poll(self) -> None:
-        """Read every stream's entry; drop those whose client left, note what the others' clients took."""
+        """Read every stream's entry; drop those whose client left, note what the others' clients took, and
+        hand live streams the text their clients sent since."""
         keys = [*self.streams, *([self.waiting.ticket.key] if self.waiting else [])]
         if not keys:
             return
-        states = self.runtime.poll(keys)
+        live = [key for key, stream in self.streams.items() if stream.live is not None]
+        states = self.runtime.poll(keys, live)
+        now = time.monotonic()
         for key, state in states.items():
             if not state.stopped:
                 stream = self.streams.get(key)
@@ -194,11 +199,21 @@ class SpeechLoop(LitLoop):
                     )
                 elif stream is not None:
                     stream.view.delivered_audio_s = state.delivered_s
+                    if state.text or state.flush or state.ended:
+                        self._feed(stream, state, now)
             elif key in self.streams:
                 self._stop(self.streams.pop(key), state)
             elif self.waiting is not None and key == self.waiting.ticket.key:
                 waiting, self.waiting = self.waiting, None
                 self._stopped_waiting(waiting, state)
+
+    def _feed(self, stream: Stream, state: StreamState, now: float) -> None:
+        try:
+            stream.feed(state.text, flush=state.flush, ended=state.ended, now=now)
+        except Exception as exc:  # more text than its bound (the front bounds it first), a bad pause tag
+            del self.streams[stream.key]
+            self._release(stream)
+            self._fail(stream.uid, stream.reply_to, stream.ticket, exc)
 
     def _stopped_waiting(self, waiting: _Waiting, state: StreamState) -> None:
         if state.reason == "shutdown":
@@ -295,7 +310,7 @@ class SpeechLoop(LitLoop):
                 step.audio_s,
                 step.compute_s,
                 self.scheduler.cost.cost(step.chars, view.speed),
-                0.0 if view.first_audio_s is None else view.first_audio_s + view.sent_audio_s - now,
+                0.0 if (out := view.played_out_s()) is None else out - now,
                 len(self.streams),
             )
         self._deliver(stream, step)
@@ -309,7 +324,7 @@ class SpeechLoop(LitLoop):
                 self.scheduler.started(step.chars)
                 self.runtime.first_audio(now - (view.admitted_s or view.arrived_s))
             else:
-                late_s = now - (view.first_audio_s + view.sent_audio_s)  # the player's buffer ran out then
+                late_s = now - (view.played_out_s() or now)  # the player's buffer ran out then
                 if late_s > 0:
                     self.runtime.missed_deadline(late_s)
             view.sent_audio_s += step.audio_s

@@ -142,13 +142,22 @@ class WorkerRuntime:
 
     # --- Requests ------------------------------------------------------------------------------------
 
-    def parse(self, payload: dict[str, Any]) -> PlannedSpeech:
-        """Validate and plan a request body (TTSError if it is bad; the front has checked it already)."""
-        return parse_speech_request(payload, self.context)
+    def parse(self, payload: dict[str, Any], *, live: bool = False) -> PlannedSpeech:
+        """Validate and plan a request body (TTSError if it is bad; the front has checked it already); a
+        live one's text comes later."""
+        return parse_speech_request(payload, self.context, live=live)
 
     def open_stream(self, uid: str, reply_to: int, ticket: Ticket, speech: PlannedSpeech) -> Stream:
         """Start synthesizing an admitted request (opens its encoder)."""
-        return Stream(uid, reply_to, ticket, speech, self.engine, arrived_s=time.monotonic())
+        return Stream(
+            uid,
+            reply_to,
+            ticket,
+            speech,
+            self.engine,
+            arrived_s=time.monotonic(),
+            max_live_chars=self.context.max_input_chars,
+        )
 
     def step(self, stream: Stream, max_chars: int) -> Step:
         """Synthesize the stream's next chunk; Interrupted if its client leaves meanwhile."""
@@ -157,9 +166,9 @@ class WorkerRuntime:
 
     # --- The board -----------------------------------------------------------------------------------
 
-    def poll(self, keys: list[str]) -> dict[str, StreamState]:
-        """The board entries of `keys`, in one round trip."""
-        return self.board.poll(keys)
+    def poll(self, keys: list[str], take: list[str] | None = None) -> dict[str, StreamState]:
+        """The board entries of `keys`, in one round trip; with the live text fed to those in `take`."""
+        return self.board.poll(keys, take)
 
     def close_entry(self, key: str) -> None:
         """The request is over: free its place on the board."""

@@ -58,6 +58,9 @@ class StreamView:
     plan_chars: int | None = None  # its next chunk in the lone-stream plan (the most it may be)
     cut_in: bool = False  # admitted ahead of streams that could not be kept gap-free anyway
     held: bool = False  # paused by the lead cap, until its reader takes half the lead
+    # Audio sent before its player last ran dry (a live stream that waited for text): what it plays now
+    # started after that, like a newcomer's.
+    base_audio_s: float = 0.0
 
     @property
     def playing(self) -> bool:
@@ -75,7 +78,21 @@ class StreamView:
         """
         if self.first_audio_s is None:
             return 0.0
-        return self.sent_audio_s - min(now - self.first_audio_s, self.delivered_audio_s)
+        sent = self.sent_audio_s - self.base_audio_s
+        return sent - min(now - self.first_audio_s, max(0.0, self.delivered_audio_s - self.base_audio_s))
+
+    def played_out_s(self) -> float | None:
+        """When its player runs out of the audio sent so far (played in real time from the first audio);
+        None before any audio."""
+        if self.first_audio_s is None:
+            return None
+        return self.first_audio_s + self.sent_audio_s - self.base_audio_s
+
+    def restart(self, now: float) -> None:
+        """Its player ran dry and new text came: from now on it is due like a newcomer."""
+        self.base_audio_s = self.sent_audio_s
+        self.first_audio_s = None
+        self.arrived_s = self.admitted_s = now
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,11 @@
 
 A stream advances one chunk per `step`, cut within the size the scheduler allows; the frames it returns
 go to the front in order. It owns one encoder, released by `close` however the stream ends.
+
+A live stream (a voice agent's context) gets its text in pieces (`feed`), while it plays: it cuts only what
+is sure (text/live.py), waits for text when nothing is (its view asks for no work), says so once it has
+spoken all its client declared complete (an idle frame), and ends when the client ends its text. Text
+that comes after its player ran dry starts like a newcomer: due at once, a small first chunk.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from ..ipc.frames import Ticket
 from ..schemas import PlannedSpeech
 from ..synth.encoders import Encoder, Patch, open_encoder
 from ..synth.progress import Progress
-from ..synth.speech import SpeechEngine
+from ..synth.speech import Chunks, SpeechEngine
+from ..text.live import LiveText
+from ..text.planning import ChunkCursor
+from ..voices import ENGLISH
 from .scheduler import StreamView
 
 __all__ = ["Step", "Stream"]
@@ -43,26 +51,37 @@ class Stream:
         engine: SpeechEngine,
         *,
         arrived_s: float,
+        max_live_chars: int = 50_000,
     ) -> None:
         self.uid, self.reply_to, self.ticket, self.speech = uid, reply_to, ticket, speech
         request = speech.request
         self.progress = Progress()
-        self._wants_words = request.stream and request.stream_format != "audio"
+        self.live: LiveText | None = None
+        chunks: Chunks
+        if ticket.live:
+            self.live = LiveText(
+                normalize=request.normalize and speech.lang_code in ENGLISH, max_chars=max_live_chars
+            )
+            chunks = self.live
+        else:
+            chunks = ChunkCursor(speech.script)
+        self._wants_words = ticket.live or (request.stream and request.stream_format != "audio")
+        self._idle_said = True  # a live stream says it is idle once per text it was given
         self._utterance = engine.utterance(
-            request.input,
-            speech.script,
-            speech.voice,
-            speed=request.speed,
-            lang_code=speech.lang_code,
-            seed=request.seed,
+            chunks, speech.voice, speed=request.speed, lang_code=speech.lang_code, seed=request.seed
         )
         # A whole file's bytes go out as they are made too; its header fixes ride on the end frame, and the
         # front writes them in when it has the whole file (front/relay.py): no process holds the file.
-        self._encoder: Encoder | None = open_encoder(request.response_format, streaming=request.stream)
-        self.interrupted = False  # a chunk was abandoned mid-synthesis: the stream cannot go on
-        self.view = StreamView(
-            ticket.key, arrived_s, request.speed, remaining_chars=self._utterance.remaining_chars or 1
+        self._encoder: Encoder | None = open_encoder(
+            request.response_format,
+            streaming=request.stream,
+            rate=request.sample_rate or SAMPLE_RATE,
+            bit_rate=request.bit_rate,
         )
+        self.interrupted = False  # a chunk was abandoned mid-synthesis: the stream cannot go on
+        self.waiting = False  # a live stream with nothing sure to say
+        self.view = StreamView(ticket.key, arrived_s, request.speed)
+        self._update_view()
         self._fix_plan()
 
     @property
@@ -82,6 +101,13 @@ class Stream:
         started = time.perf_counter()
         piece = self._utterance.next(budget)
         step.compute_s = time.perf_counter() - started
+        if piece is None and not self._utterance.done:
+            self.waiting = True  # a live stream with nothing sure to say: no work until more text comes
+            if self.live is not None and self.live.drained and not self._idle_said:
+                self._idle_said = True
+                step.frames.append(self.ticket.idle_frame())
+            self._update_view()
+            return step
         if piece is None:
             step.frames += self._finish()
             step.done = True
@@ -98,11 +124,35 @@ class Stream:
             # would otherwise wait for it forever.
             step.frames.append(self.ticket.audio_frame(data, audio_end_s=self.progress.audio_seconds))
         if self._wants_words and piece.words:
-            step.frames.append(self.ticket.words_frame([w.to_dict() for w in piece.words]))
-        # 1 while the utterance may still hold a piece of the last chunk: done only when it says so.
-        self.view.remaining_chars = self._utterance.remaining_chars or 1
+            words = self.ticket.words_frame([w.to_dict() for w in piece.words])
+            # A live stream's socket sends each piece of audio with its words' timings: they come first.
+            step.frames.insert(0 if self.live is not None else len(step.frames), words)
+        self._update_view()
         self._fix_plan()
         return step
+
+    def feed(self, text: str, *, flush: bool, ended: bool, now: float) -> None:
+        """More text for a live stream (from the board); TextOverflow past its bound."""
+        if self.live is None or self.live.ended:
+            return
+        if text or flush:
+            self.live.add(text, flush=flush)
+            self._idle_said = False
+        if ended:
+            self.live.end()
+        self.waiting = False
+        out = self.view.played_out_s()
+        if out is not None and out <= now and self._utterance.remaining_chars:
+            self.view.restart(now)  # its player ran dry: this text is a newcomer's
+            self._utterance.restart()
+            self._fix_plan()
+        self._update_view()
+
+    def _update_view(self) -> None:
+        """What the scheduler sees of the work left: none while waiting for text; at least 1 while the
+        utterance may still hold a piece of the last chunk (done only when it says so)."""
+        waiting = self.waiting and not (self.live is not None and self.live.ended)
+        self.view.remaining_chars = 0 if waiting else self._utterance.remaining_chars or 1
 
     def _fix_plan(self) -> None:
         """Tell the scheduler the lone-stream plan's next chunk: a seeded stream keeps to it exactly."""
