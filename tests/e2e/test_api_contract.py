@@ -55,6 +55,56 @@ def test_every_format_decodes_to_the_synthesized_duration(
         assert int(response.headers["content-length"]) == len(response.content)
 
 
+@pytest.mark.parametrize(
+    ("body", "rate", "bytes_per_sample"),
+    [
+        ({"response_format": "pcm", "sample_rate": 8000}, 8000, 2),
+        ({"response_format": "pcm", "sample_rate": 44100}, 44100, 2),
+        ({"response_format": "ulaw", "sample_rate": 8000}, 8000, 1),
+        ({"response_format": "wav", "sample_rate": 16000}, 16000, None),
+        ({"response_format": "mp3", "sample_rate": 22050, "bit_rate": 32000}, 22050, None),
+    ],
+    ids=["pcm-8k", "pcm-44.1k", "ulaw-8k", "wav-16k", "mp3-22.05k-32kbps"],
+)
+def test_audio_is_resampled_to_the_rate_asked_for(
+    tiny_server: ServerProcess,
+    tiny_expected: Callable[..., int],
+    body: dict,
+    rate: int,
+    bytes_per_sample: int | None,
+) -> None:
+    text = "Resampled for a telephone line."
+    response = speech(tiny_server, {"input": text, "seed": 1, **body})
+    assert response.status_code == 200
+    if bytes_per_sample is not None:
+        assert response.headers["content-type"].endswith(f"rate={rate}; channels=1") or (
+            response.headers["content-type"] == f"audio/basic; rate={rate}"
+        )
+        samples = len(response.content) // bytes_per_sample
+    else:
+        decoded, decoded_rate = decode(response.content, body["response_format"])
+        assert decoded_rate == rate
+        samples = len(decoded)
+    expected = tiny_expected(text) * rate / 24_000
+    assert abs(samples - expected) <= 0.02 * expected + 1200, (samples, expected)  # a codec frame or so
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"response_format": "pcm", "sample_rate": 12345}, "sample_rate 12345"),
+        ({"response_format": "opus", "sample_rate": 44100}, "sample_rate 44100"),
+        ({"response_format": "wav", "bit_rate": 64000}, "bit_rate"),
+        ({"response_format": "mp3", "bit_rate": 1_000_000}, "bit_rate"),
+    ],
+    ids=["odd-rate", "rate-opus-lacks", "bit-rate-of-lossless", "bit-rate-too-high"],
+)
+def test_rates_a_format_cannot_take_are_a_400(tiny_server: ServerProcess, body: dict, message: str) -> None:
+    response = speech(tiny_server, {"input": "hi", **body})
+    assert response.status_code == 400
+    assert message in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_first_bytes_arrive_before_the_last_chunk_is_synthesized(
     tiny_server: ServerProcess, fmt: str

@@ -87,6 +87,22 @@ def test_a_stream_of_many_hours_keeps_its_place(monkeypatch: pytest.MonkeyPatch)
     assert board.size() == 2 and board.poll(["audiobook"])["audiobook"].status == "open"
 
 
+def test_a_live_streams_text_reaches_its_worker_once_in_order_and_stops_at_its_end() -> None:
+    board = StreamBoard()
+    assert board.open("k", limit=10) == "admitted"
+    assert board.feed("k", "Hello ") and board.feed("k", "there", flush=True)
+    assert board.poll(["k"])["k"].text == ""  # a poll that does not take leaves the text
+    state = board.poll(["k"], take=["k"])["k"]
+    assert (state.text, state.flush, state.ended) == ("Hello there", True, False)
+    assert board.poll(["k"], take=["k"])["k"].text == ""  # taken once
+    assert board.feed("k", " Bye.", end=True)
+    state = board.poll(["k"], take=["k"])["k"]
+    assert (state.text, state.flush, state.ended) == (" Bye.", True, True)
+    assert not board.feed("k", "more"), "an ended stream takes no text"
+    board.cancel("k")
+    assert not board.feed("k", "more") and not board.feed("gone", "text")
+
+
 def test_counters_render_as_prometheus_text() -> None:
     counters = Counters()
     counters.add("tts_chunks_synthesized_total", 3)

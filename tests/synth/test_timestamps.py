@@ -34,6 +34,7 @@ def test_words_map_back_to_what_the_user_wrote() -> None:
                                      (1.4, 1.7), None])  # fmt: skip
     words = word_timings(tokens, chunk, original, shift_s=2.0, start_s=2.0, end_s=4.0)
     assert [w.word for w in words] == ["Say", "hello", "to", "https://example.com", "now"]
+    assert [w.spoken for w in words] == ["Say", "hello", "to", "example dot com", "now"]  # as read aloud
     assert all(original[w.char_start : w.char_end] == w.word for w in words)
     assert (words[3].start, words[3].end) == (2.6, 3.4)  # "example dot com" is one word
     assert words[0].start == 2.0 and words[-1].end == 3.7
@@ -89,6 +90,7 @@ def test_a_hyphenated_word_is_one_entry() -> None:
         Token(".", "", 0.9, 1.0),
     ]
     words = word_timings(tokens, chunk, original, shift_s=0.0, start_s=0.0, end_s=1.0)
+    assert [w.spoken for w in words] == ["A", "well-known", "fact"]
     assert [(w.word, w.start, w.end) for w in words] == [
         ("A", 0.0, 0.1),
         ("well-known", 0.1, 0.6),

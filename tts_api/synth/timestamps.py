@@ -37,6 +37,7 @@ class WordTiming:
     end: float
     char_start: int  # span of `word` in the request's input
     char_end: int
+    spoken: str = ""  # the word as the model read it (normalized: "**bold**" is "bold")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,17 +54,23 @@ def word_timings(
     words: list[WordTiming] = []
     group: list[tuple[int, int, TimedToken]] = []
     cursor = 0
+    spoken_at = (-1, -1)  # the last word's span in the chunk's (normalized) text
 
     def close() -> None:
+        nonlocal spoken_at
         starts = [t.start_ts for _, _, t in group if t.start_ts is not None]
         ends = [t.end_ts for _, _, t in group if t.end_ts is not None]
         if starts and ends:
             char_start, char_end = _user_word(original, *chunk.original_span(group[0][0], group[-1][1]))
             start = min(max(min(starts) + shift_s, start_s), end_s)
             end = min(max(max(ends) + shift_s, start), end_s)
+            at = _user_word(chunk.text, group[0][0], group[-1][1])
+            spoken = chunk.text[at[0] : at[1]]
             if words and (words[-1].char_start, words[-1].char_end) == (char_start, char_end):
-                start, end = words.pop().start, end  # another part of the same word ("example dot com")
-            words.append(WordTiming(original[char_start:char_end], start, end, char_start, char_end))
+                part = words.pop()  # another part of the same word ("example dot com", "well-known")
+                start, spoken = part.start, part.spoken if at == spoken_at else f"{part.spoken} {spoken}"
+            spoken_at = at
+            words.append(WordTiming(original[char_start:char_end], start, end, char_start, char_end, spoken))
         group.clear()
 
     for token in tokens:
@@ -108,6 +115,6 @@ def _monotonic(words: Sequence[WordTiming]) -> list[WordTiming]:
     for w in words:
         start = max(w.start, floor)
         end = max(w.end, start)
-        result.append(WordTiming(w.word, start, end, w.char_start, w.char_end))
+        result.append(WordTiming(w.word, start, end, w.char_start, w.char_end, w.spoken))
         floor = start
     return result

@@ -58,6 +58,12 @@ class LiveText:
         return self.text[self._spoken :]
 
     @property
+    def _mid_line(self) -> bool:
+        """The unspoken text goes on a line that spoken text began: it has no line markup at its start."""
+        before = self.text[: self._spoken].rstrip(" \t")
+        return bool(before) and not before.endswith("\n")
+
+    @property
     def done(self) -> bool:
         """Ended, and everything said."""
         return self.ended and not self.unspoken.strip()
@@ -75,7 +81,8 @@ class LiveText:
             return 0
         if self._final >= len(self.text):
             return len(rest)
-        return max(0, self._final - self._spoken, rest.rstrip().rfind(" ") + 1)
+        last_space = rest.rstrip().rfind(" ")  # the word after it may go on
+        return max(0, self._final - self._spoken, last_space + 1 if rest[:last_space].strip() else 0)
 
     def next(self, budget: int, *, reach: int = 0, min_cost: int = 0) -> Chunk | None:
         """The next chunk, cut within `budget` where the text is sure; None when nothing sure is left to say
@@ -88,7 +95,7 @@ class LiveText:
             window = rest[:WINDOW_CHARS]
             final = self._final - self._spoken  # within `rest`: where the client's complete text ends
             whole = final >= len(rest) and len(window) == len(rest)  # all of it is here, and complete
-            script = segment(window, normalize=self.normalize)
+            script = segment(window, normalize=self.normalize, mid_line=self._mid_line)
             cut = self._cut(script, final, whole, budget, reach, min_cost)
             if cut is None:
                 return None
@@ -145,9 +152,8 @@ class LiveText:
         offset = self._spoken
         piece = rest[:end]
         self._spoken += end
-        chunk = ChunkCursor(segment(piece, normalize=self.normalize), max(self.cap, len(piece))).next(
-            max(self.cap, len(piece))
-        )
+        script = segment(piece, normalize=self.normalize, mid_line=self._mid_line)
+        chunk = ChunkCursor(script, max(self.cap, len(piece))).next(max(self.cap, len(piece)))
         if chunk is None:
             return None
         source = chunk._source.shifted(offset, len(piece)) if chunk._source is not None else None

@@ -7,20 +7,28 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from functools import partial
 
 from .spans import Edit, NormalizedText
 
 __all__ = ["normalize"]
 
 
-def normalize(text: str) -> NormalizedText:
+def normalize(text: str, *, mid_line: bool = False) -> NormalizedText:
     """Strip Markdown and emoji, read URLs and emails aloud, replace a few symbols, tidy whitespace.
 
     Numbers, money, dates, times, units and most symbols are left for misaki, which reads them well.
+    `mid_line`: the text goes on a line begun before it (a live stream's next piece), so its first line has
+    no line markup: "5. Then" there is a number, not a list item.
     """
     result = NormalizedText.unchanged(text)
     # Emoji go first so that a Markdown line ending in one still gets its period.
-    for pass_ in (_symbol_edits, _markdown_edits, _address_edits, _whitespace_edits):
+    for pass_ in (
+        _symbol_edits,
+        partial(_markdown_edits, mid_line=mid_line),
+        _address_edits,
+        _whitespace_edits,
+    ):
         result = result.edit(_clean(pass_(result.text)))
     return result
 
@@ -59,14 +67,17 @@ _BLOCK_END_PUNCT = frozenset(".!?:;,…")
 _TRAILING_MARKUP = " \t*_`~|"
 
 
-def _markdown_edits(text: str) -> list[Edit]:
+def _markdown_edits(text: str, *, mid_line: bool = False) -> list[Edit]:
     edits: list[Edit] = []
     fence: str | None = None
     pos = 0
     while True:
         newline = text.find("\n", pos)
         end = len(text) if newline < 0 else newline
-        fence = _line_edits(text, pos, end, fence, edits)
+        if mid_line and pos == 0:
+            _inline_edits(text, pos, end, edits)
+        else:
+            fence = _line_edits(text, pos, end, fence, edits)
         if newline < 0:
             return edits
         pos = newline + 1

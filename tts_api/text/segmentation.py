@@ -123,9 +123,10 @@ def cost(text: str) -> int:
     return len(text) + (_DIGIT_COST - 1) * digits + (_UPPER_COST - 1) * upper
 
 
-def segment(text: str, *, normalize: bool = True) -> Script:
-    """Normalize (optionally) and segment `text`; raise InvalidPauseTag for a tag that cannot be honoured."""
-    source = normalize_text(text) if normalize else NormalizedText.unchanged(text)
+def segment(text: str, *, normalize: bool = True, mid_line: bool = False) -> Script:
+    """Normalize (optionally) and segment `text`; raise InvalidPauseTag for a tag that cannot be honoured.
+    `mid_line`: `text` goes on a line begun before it (see normalize)."""
+    source = normalize_text(text, mid_line=mid_line) if normalize else NormalizedText.unchanged(text)
     parts: list[Paragraph | Pause] = []
     pos = 0
     for tag in _PAUSE_TAG.finditer(source.text):

@@ -14,14 +14,16 @@ from __future__ import annotations
 import base64
 import time
 
+from ..errors import InputTooLong, InvalidRequest
 from ..formats import SAMPLE_RATE
 from ..ipc.frames import Ticket
 from ..schemas import PlannedSpeech
 from ..synth.encoders import Encoder, Patch, open_encoder
 from ..synth.progress import Progress
 from ..synth.speech import Chunks, SpeechEngine
-from ..text.live import LiveText
+from ..text.live import LiveText, TextOverflow
 from ..text.planning import ChunkCursor
+from ..text.segmentation import InvalidPauseTag
 from ..voices import ENGLISH
 from .scheduler import StreamView
 
@@ -79,7 +81,7 @@ class Stream:
             bit_rate=request.bit_rate,
         )
         self.interrupted = False  # a chunk was abandoned mid-synthesis: the stream cannot go on
-        self.waiting = False  # a live stream with nothing sure to say
+        self.waiting = self.live is not None  # a live stream with nothing sure to say (none at first)
         self.view = StreamView(ticket.key, arrived_s, request.speed)
         self._update_view()
         self._fix_plan()
@@ -99,7 +101,10 @@ class Stream:
         if self.speech.request.seed is None:
             budget = min(budget, max_chars)
         started = time.perf_counter()
-        piece = self._utterance.next(budget)
+        try:
+            piece = self._utterance.next(budget)
+        except InvalidPauseTag as exc:  # only live text is cut here: a whole request's was checked
+            raise InvalidRequest(str(exc), param="text", code="invalid_pause_tag") from None
         step.compute_s = time.perf_counter() - started
         if piece is None and not self._utterance.done:
             self.waiting = True  # a live stream with nothing sure to say: no work until more text comes
@@ -132,11 +137,14 @@ class Stream:
         return step
 
     def feed(self, text: str, *, flush: bool, ended: bool, now: float) -> None:
-        """More text for a live stream (from the board); TextOverflow past its bound."""
+        """More text for a live stream (from the board); InputTooLong past its bound."""
         if self.live is None or self.live.ended:
             return
         if text or flush:
-            self.live.add(text, flush=flush)
+            try:
+                self.live.add(text, flush=flush)
+            except TextOverflow as exc:
+                raise InputTooLong(str(exc), param="text") from None
             self._idle_said = False
         if ended:
             self.live.end()

@@ -246,14 +246,14 @@ class ElevenLabsSocket:
             context.stream.cancel()
 
     async def _audio(self, context: _Context, audio: Audio, words: list[dict[str, Any]]) -> None:
-        alignment = context.aligner.align(context.text, words, audio.start_s, audio.end_s)
-        shape = alignment.to_dict() if alignment is not None else None
+        alignments = context.aligner.align(context.text, words, audio.start_s, audio.end_s)
+        user, spoken = (a.to_dict() for a in alignments) if alignments is not None else (None, None)
         await self.connection.send(
             {
                 "audio": base64.b64encode(audio.data).decode(),
                 "isFinal": None,
-                "alignment": shape,
-                "normalizedAlignment": shape,
+                "alignment": user,
+                "normalizedAlignment": spoken,
                 "contextId": context.id,
             }
         )
