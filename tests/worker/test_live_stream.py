@@ -29,12 +29,19 @@ CONTEXT = RequestContext(VoiceCatalogue(["af_heart"]), max_input_chars=2_000, la
 FAST = EmulatedEngine(EmulatedSpec(1000.0, 0.0))  # synthesis that takes no time: the clock is ours
 
 
-def live_stream(now: float = 0.0, *, max_live_chars: int = 2_000) -> Stream:
+def live_stream(now: float = 0.0, *, max_live_chars: int = 2_000, **bounds: float) -> Stream:
     speech = parse_speech_request(
         {"input": "", "voice": "af_heart", "response_format": "pcm"}, CONTEXT, live=True
     )
     return Stream(
-        "uid", 0, Ticket.issue(live=True), speech, FAST, arrived_s=now, max_live_chars=max_live_chars
+        "uid",
+        0,
+        Ticket.issue(live=True),
+        speech,
+        FAST,
+        arrived_s=now,
+        max_live_chars=max_live_chars,
+        **bounds,
     )
 
 
@@ -123,6 +130,21 @@ def test_text_past_the_streams_bound_is_refused() -> None:
     stream.feed("x" * 30, flush=False, ended=False, now=0.0)
     with pytest.raises(InputTooLong):
         stream.feed("y", flush=False, ended=False, now=0.0)
+    stream.close()
+
+
+def test_pauses_and_audio_past_their_bounds_fail_the_stream() -> None:
+    stream = live_stream(max_pause_s=1.5)
+    stream.feed("Hi. [pause:1s] there. [pause:1s] again.", flush=True, ended=False, now=0.0)
+    with pytest.raises(InputTooLong, match="pause"):
+        speak_all(stream, 0.0)
+    stream.close()
+    stream = live_stream(max_audio_s=1.0)
+    stream.feed(
+        "A sentence that takes longer than one second to say out loud.", flush=True, ended=False, now=0.0
+    )
+    with pytest.raises(InputTooLong, match="minutes"):
+        speak_all(stream, 0.0)
     stream.close()
 
 

@@ -25,14 +25,22 @@ WINDOW_CHARS = 4 * MAX_CHUNK_CHARS  # of the unspoken text, what one cut reads
 
 
 class TextOverflow(ValueError):
-    """Raised when a stream's text grows past its bound."""
+    """Raised when a stream's text grows past its bound, or its pauses add up past theirs."""
 
 
 class LiveText:
     """See the module docstring. `text` is everything received; chunk spans index into it."""
 
-    def __init__(self, *, normalize: bool, max_chars: int, cap: int = MAX_CHUNK_CHARS) -> None:
-        self.normalize, self.max_chars, self.cap = normalize, max_chars, cap
+    def __init__(
+        self,
+        *,
+        normalize: bool,
+        max_chars: int,
+        max_pause_s: float = float("inf"),
+        cap: int = MAX_CHUNK_CHARS,
+    ) -> None:
+        self.normalize, self.max_chars, self.max_pause_s, self.cap = normalize, max_chars, max_pause_s, cap
+        self.pause_s = 0.0  # pause tags cut so far, added up
         self.text = ""
         self.ended = False
         self._spoken = 0  # text[:spoken] is cut into chunks
@@ -156,6 +164,11 @@ class LiveText:
         chunk = ChunkCursor(script, max(self.cap, len(piece))).next(max(self.cap, len(piece)))
         if chunk is None:
             return None
+        self.pause_s += chunk.pause_s
+        if self.pause_s > self.max_pause_s:
+            raise TextOverflow(
+                f"the stream's pause tags add up to more than {self.max_pause_s:g} s of silence"
+            )
         source = chunk._source.shifted(offset, len(piece)) if chunk._source is not None else None
         if kind == "end" and not self.ended:
             kind = "sentence"  # a flush: more may come after it

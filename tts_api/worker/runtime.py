@@ -157,6 +157,8 @@ class WorkerRuntime:
             self.engine,
             arrived_s=time.monotonic(),
             max_live_chars=self.context.max_input_chars,
+            max_pause_s=self.context.max_pause_s,
+            max_audio_s=self.context.max_audio_s,
         )
 
     def step(self, stream: Stream, max_chars: int) -> Step:

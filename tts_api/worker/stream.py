@@ -18,6 +18,7 @@ from ..errors import InputTooLong, InvalidRequest
 from ..formats import SAMPLE_RATE
 from ..ipc.frames import Ticket
 from ..schemas import PlannedSpeech
+from ..settings import DEFAULT_MAX_AUDIO_S, DEFAULT_MAX_PAUSE_S
 from ..synth.encoders import Encoder, Patch, open_encoder
 from ..synth.progress import Progress
 from ..synth.speech import Chunks, SpeechEngine
@@ -54,6 +55,8 @@ class Stream:
         *,
         arrived_s: float,
         max_live_chars: int = 50_000,
+        max_pause_s: float = DEFAULT_MAX_PAUSE_S,
+        max_audio_s: float = DEFAULT_MAX_AUDIO_S,
     ) -> None:
         self.uid, self.reply_to, self.ticket, self.speech = uid, reply_to, ticket, speech
         request = speech.request
@@ -62,7 +65,9 @@ class Stream:
         chunks: Chunks
         if ticket.live:
             self.live = LiveText(
-                normalize=request.normalize and speech.lang_code in ENGLISH, max_chars=max_live_chars
+                normalize=request.normalize and speech.lang_code in ENGLISH,
+                max_chars=max_live_chars,
+                max_pause_s=max_pause_s,
             )
             chunks = self.live
         else:
@@ -79,6 +84,9 @@ class Stream:
             streaming=request.stream,
             rate=request.sample_rate or SAMPLE_RATE,
             bit_rate=request.bit_rate,
+        )
+        self.max_audio_s = (
+            max_audio_s  # a live stream's audio, pauses included (a whole text is checked ahead)
         )
         self.interrupted = False  # a chunk was abandoned mid-synthesis: the stream cannot go on
         self.waiting = self.live is not None  # a live stream with nothing sure to say (none at first)
@@ -105,6 +113,8 @@ class Stream:
             piece = self._utterance.next(budget)
         except InvalidPauseTag as exc:  # only live text is cut here: a whole request's was checked
             raise InvalidRequest(str(exc), param="text", code="invalid_pause_tag") from None
+        except TextOverflow as exc:  # its pauses added up past the bound
+            raise InputTooLong(str(exc), param="text", code="pause_too_long") from None
         step.compute_s = time.perf_counter() - started
         if piece is None and not self._utterance.done:
             self.waiting = True  # a live stream with nothing sure to say: no work until more text comes
@@ -121,6 +131,12 @@ class Stream:
         if self._encoder is None:
             raise RuntimeError("a closed stream was stepped")
         self.progress.add(piece)
+        if self.live is not None and self.progress.audio_seconds > self.max_audio_s:
+            raise InputTooLong(
+                f"the stream's audio is longer than {self.max_audio_s / 60:g} minutes; open a new one",
+                param="text",
+                code="audio_too_long",
+            )
         step.chars, step.audio_s = len(piece.graphemes), len(piece.audio) / SAMPLE_RATE
         data = self._encoder.write(piece.audio)
         if data or not self.speech.request.stream:
