@@ -13,6 +13,7 @@ __all__ = [
     "RESPONSE_FORMATS",
     "SAMPLE_RATE",
     "SAMPLE_RATES",
+    "ULAW_RATE",
     "WAV_HEADER_BYTES",
     "ResponseFormat",
     "media_type",
@@ -20,6 +21,7 @@ __all__ = [
 ]
 
 SAMPLE_RATE: int = 24_000  # Kokoro's output rate
+ULAW_RATE = 8_000  # mu-law's own rate (telephony): `audio/basic` without a rate means it
 BYTES_PER_SAMPLE = 2  # pcm and wav carry 16-bit little-endian mono samples
 
 ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm", "ulaw"]
@@ -55,7 +57,9 @@ def wav_size_fields(file_bytes: int) -> tuple[tuple[int, bytes], tuple[int, byte
 
 
 def media_type(fmt: ResponseFormat, rate: int | None = None) -> str:
-    """The Content-Type of `fmt` audio; raw formats say their rate."""
-    if rate is None or rate == SAMPLE_RATE or fmt not in ("pcm", "ulaw"):
-        return MEDIA_TYPES[fmt]
-    return f"audio/pcm; rate={rate}; channels=1" if fmt == "pcm" else f"audio/basic; rate={rate}"
+    """The Content-Type of `fmt` audio; raw formats say their rate when it is not their own."""
+    if fmt == "pcm" and rate not in (None, SAMPLE_RATE):
+        return f"audio/pcm; rate={rate}; channels=1"
+    if fmt == "ulaw" and rate not in (None, ULAW_RATE):
+        return f"audio/basic; rate={rate}"
+    return MEDIA_TYPES[fmt]

@@ -13,11 +13,10 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from .errors import InputTooLong, InvalidRequest, TTSError
-from .formats import OPUS_RATES, SAMPLE_RATES, ResponseFormat
+from .formats import OPUS_RATES, SAMPLE_RATE, SAMPLE_RATES, ULAW_RATE, ResponseFormat
 from .settings import DEFAULT_MAX_AUDIO_S, DEFAULT_MAX_PAUSE_S, Settings
 from .text.segmentation import InvalidPauseTag, Paragraph, Script, segment
 from .voices import ENGLISH, LANGUAGES, VoiceBlend, VoiceCatalogue, VoiceNotFound
@@ -87,17 +86,29 @@ class SpeechRequest(BaseModel):
     sample_rate: int | None = None
     bit_rate: int | None = Field(default=None, ge=16_000, le=320_000)
 
-    @model_validator(mode="after")
-    def _rate_fits_the_format(self) -> SpeechRequest:
-        rates = OPUS_RATES if self.response_format == "opus" else SAMPLE_RATES
-        if self.sample_rate is not None and self.sample_rate not in rates:
+    @property
+    def rate(self) -> int:
+        """The audio's sample rate: the one asked for, else the model's (telephony's 8 kHz for mu-law)."""
+        return self.sample_rate or (ULAW_RATE if self.response_format == "ulaw" else SAMPLE_RATE)
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _rate_fits_the_format(cls, rate: int | None, info: ValidationInfo) -> int | None:
+        fmt = info.data.get("response_format", "mp3")
+        rates = OPUS_RATES if fmt == "opus" else SAMPLE_RATES
+        if rate is not None and rate not in rates:
             raise ValueError(
-                f"sample_rate {self.sample_rate} is not available for {self.response_format}; use one of "
-                f"{', '.join(map(str, rates))}"
+                f"sample_rate {rate} is not available for {fmt}; use one of {', '.join(map(str, rates))}"
             )
-        if self.bit_rate is not None and self.response_format not in ("mp3", "opus", "aac"):
-            raise ValueError(f"bit_rate applies to mp3, opus and aac, not {self.response_format}")
-        return self
+        return rate
+
+    @field_validator("bit_rate")
+    @classmethod
+    def _bit_rate_fits_the_format(cls, bit_rate: int | None, info: ValidationInfo) -> int | None:
+        fmt = info.data.get("response_format", "mp3")
+        if bit_rate is not None and fmt not in ("mp3", "opus", "aac"):
+            raise ValueError(f"bit_rate applies to mp3, opus and aac, not {fmt}")
+        return bit_rate
 
     @field_validator("model")
     @classmethod

@@ -212,14 +212,14 @@ class _AudioStream(Relay):
         if not self.started:
             # X-Accel-Buffering: tell nginx-style proxies not to hold back the stream.
             await self.start(
-                media_type(self.speech.response_format, self.speech.sample_rate),
+                media_type(self.speech.response_format, self.speech.rate),
                 [(b"x-accel-buffering", b"no")],
             )
         await self.body(data)
 
     async def on_end(self, end: Frame) -> None:
         if not self.started:
-            await self.start(media_type(self.speech.response_format, self.speech.sample_rate))
+            await self.start(media_type(self.speech.response_format, self.speech.rate))
         await self.body(b"", more=False)
 
 
@@ -284,7 +284,7 @@ class _WholeFile(Relay):
         if patches:
             await asyncio.to_thread(self._patch, patches)
         await self.start(
-            media_type(self.speech.response_format, self.speech.sample_rate),
+            media_type(self.speech.response_format, self.speech.rate),
             [(b"content-length", str(self._size).encode())],
         )
         await asyncio.to_thread(self._file.seek, 0)

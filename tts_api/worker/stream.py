@@ -82,7 +82,7 @@ class Stream:
         self._encoder: Encoder | None = open_encoder(
             request.response_format,
             streaming=request.stream,
-            rate=request.sample_rate or SAMPLE_RATE,
+            rate=request.rate,
             bit_rate=request.bit_rate,
         )
         self.max_audio_s = (
