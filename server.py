@@ -179,8 +179,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 num_api_servers=settings.api_servers,
                 log_level=settings.log_level,
                 generate_client_file=False,
-                # uvicorn closes a socket whose message is larger (1009) before it is read whole.
-                ws_max_size=settings.socket_max_message_bytes,
+                # uvicorn closes a socket whose message is far larger (1009) before it is read whole; one a
+                # little over the bound is read, and refused with the protocol's own error first.
+                ws_max_size=2 * settings.socket_max_message_bytes,
                 # uvloop races its executor shutdown against closing the loop and prints a traceback
                 # on every stop; the stdlib loop shuts down cleanly and is not our bottleneck.
                 loop="asyncio",

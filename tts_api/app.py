@@ -98,6 +98,7 @@ def socket_limits(settings: Settings) -> SocketLimits:
         max_message_bytes=settings.socket_max_message_bytes,
         max_messages_per_s=settings.socket_max_messages_per_s,
         inactivity_s=settings.socket_inactivity_s,
+        max_inactivity_s=settings.socket_max_inactivity_s,
         max_chars=settings.socket_max_chars,
         send_timeout_s=settings.idle_timeout_s,
     )

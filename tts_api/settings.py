@@ -126,12 +126,15 @@ class Settings(BaseSettings):
     read_window_s: float = Field(default=30.0, gt=0)
     # The voice-agent sockets (ElevenLabs', Together's): contexts open at once on one socket, the largest
     # message, messages a second (bursts of twice as many pass), silence from the client before the socket
-    # closes (a client may ask for up to 180 s), and text over a socket's life. A context's text is bounded
-    # by `max_input_chars`, and each context holds one of `max_pending` places while it is open.
+    # closes, the most silence a client may ask for (ElevenLabs' `inactivity_timeout`; also Together's
+    # sockets' bound, since its clients send no keepalives between turns), and text over a socket's life.
+    # A context's text is bounded by `max_input_chars`, and each context holds one of `max_pending` places
+    # while it is open.
     socket_max_contexts: int = Field(default=8, ge=1)
     socket_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
     socket_max_messages_per_s: float = Field(default=100.0, gt=0)
     socket_inactivity_s: float = Field(default=20.0, gt=0)
+    socket_max_inactivity_s: float = Field(default=180.0, gt=0)
     socket_max_chars: int = Field(default=500_000, ge=1)
     # On SIGTERM or Ctrl-C, let requests in flight finish for up to this long, then cancel them.
     drain_grace_s: float = Field(default=30.0, ge=0)

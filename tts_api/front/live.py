@@ -151,6 +151,10 @@ class LiveStream:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         self.lease.cancel("client")  # a no-op once the stream ended: its end closed the place
+        if self.lease.worker is None:
+            # No worker took it (its forward was cut before LitServe queued it, say), so none will close its
+            # place; one that finds it queued later reads it gone, as cancelled.
+            self.lease.close()
         self._relay.release()
 
     def _ended(self, task: asyncio.Task[None]) -> None:

@@ -36,9 +36,16 @@ class SocketRoutes:
         websocket = WebSocket(scope, receive, send)
         await websocket.accept()
         if scope["path"] == together.PATH:
-            connection = Connection(websocket, self.limits)
+            # Together's clients send nothing between turns: its sockets get the longest silence allowed.
+            connection = Connection(websocket, self.limits, self.limits.max_inactivity_s)
             await together.TogetherSocket(connection, gateway, scope, self.context).run()
         else:
-            connection = Connection(websocket, self.limits, elevenlabs.ElevenLabsSocket.inactivity_s(scope))
+            connection = Connection(
+                websocket,
+                self.limits,
+                elevenlabs.ElevenLabsSocket.inactivity_s(scope),
+                hint="; send keepalives, or ask for up to "
+                f"{max(self.limits.max_inactivity_s, self.limits.inactivity_s):g} s with inactivity_timeout",
+            )
             await elevenlabs.ElevenLabsSocket(connection, gateway, scope, self.context).run()
         await connection.close(1000)

@@ -4,7 +4,8 @@ that the client must take in time.
 Every bound has a setting (SocketLimits, from Settings) and, when crossed, the protocol's own error message
 (the protocol module says how it looks) followed by a close with 1008 (policy violation); 1009 for a
 message too big. Sends from the contexts' pumps and the reader are serialized, each bounded by the idle
-timeout: a client that takes nothing is cut, and its contexts cancelled.
+timeout: a client that takes nothing is cut (the reader stops too, and the socket closes), and its contexts
+cancelled.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class SocketLimits:
     max_message_bytes: int = 64 * 1024  # one message from the client
     max_messages_per_s: float = 100.0  # sustained; bursts of twice as many pass
     inactivity_s: float = 20.0  # nothing from the client this long: the socket closes (ElevenLabs' default)
-    max_inactivity_s: float = 180.0  # the most a client may ask for (`inactivity_timeout`)
+    max_inactivity_s: float = 180.0  # the most a client may ask for (`inactivity_timeout`); Together's bound
     max_chars: int = 500_000  # text over the socket's life
     send_timeout_s: float = 60.0  # a send the client does not take this long cuts it
 
@@ -49,9 +50,18 @@ class PolicyViolation(Exception):
 class Connection:
     """See the module docstring. `receive` gives the next JSON object; `send` sends one."""
 
-    def __init__(self, websocket: WebSocket, limits: SocketLimits, inactivity_s: float | None = None) -> None:
-        self.websocket, self.limits = websocket, limits
-        self.inactivity_s = min(inactivity_s or limits.inactivity_s, limits.max_inactivity_s)
+    def __init__(
+        self, websocket: WebSocket, limits: SocketLimits, inactivity_s: float | None = None, hint: str = ""
+    ) -> None:
+        """`inactivity_s`: what the client asked for (at most the bound), else the default; `hint`: how the
+        protocol's client keeps a socket open, for the inactivity error."""
+        self.websocket, self.limits, self.hint = websocket, limits, hint
+        self.inactivity_s = (
+            min(inactivity_s, max(limits.max_inactivity_s, limits.inactivity_s))
+            if inactivity_s
+            else limits.inactivity_s
+        )
+        self._broken = asyncio.Event()  # a send the client did not take: the socket is done
         self._lock = asyncio.Lock()
         self._tokens = 2 * limits.max_messages_per_s  # a bucket: bursts of twice the rate pass
         self._refilled = time.monotonic()
@@ -59,13 +69,23 @@ class Connection:
 
     async def receive(self) -> dict[str, Any]:
         """The client's next message, a JSON object; Closed, or PolicyViolation for one out of bounds."""
+        receiving = asyncio.ensure_future(self.websocket.receive())
+        broken = asyncio.ensure_future(self._broken.wait())
         try:
-            message = await asyncio.wait_for(self.websocket.receive(), self.inactivity_s)
-        except asyncio.TimeoutError:
+            await asyncio.wait(
+                {receiving, broken}, timeout=self.inactivity_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            broken.cancel()
+            if not receiving.done():
+                receiving.cancel()
+        if self._broken.is_set():
+            raise Closed
+        if not receiving.done():
             raise PolicyViolation(
-                f"no message for {self.inactivity_s:g} s (the inactivity timeout; "
-                "send keepalives, or ask for up to 180 s with inactivity_timeout)"
-            ) from None
+                f"no message for {self.inactivity_s:g} s (the inactivity timeout{self.hint})"
+            )
+        message = receiving.result()
         if message["type"] == "websocket.disconnect":
             raise Closed
         raw = message.get("text")
@@ -96,9 +116,12 @@ class Connection:
         async with self._lock:
             if self.websocket.application_state != WebSocketState.CONNECTED:
                 raise Closed
+            if self._broken.is_set():
+                raise Closed
             try:
                 await asyncio.wait_for(self.websocket.send_text(data), self.limits.send_timeout_s)
             except (asyncio.TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+                self._broken.set()  # the reader stops too: the socket ends, and every context with it
                 raise Closed from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:

@@ -28,13 +28,13 @@ class OutputFormat:
 
 
 def output_format(name: str) -> OutputFormat:
-    """ElevenLabs' `output_format` (`pcm_24000`, `ulaw_8000`, `mp3_22050_32`, ...); InvalidRequest if it is
-    none of them."""
+    """ElevenLabs' `output_format` (`pcm_24000`, `ulaw_8000`, `mp3_22050_32`, `mp3_44100`, ...; a lossy one
+    without its kbps gets the server's bit rate); InvalidRequest if it is none of them."""
     match = _FORMAT.fullmatch(name)
-    if match is None or (match["kbps"] is not None) != (match["codec"] in ("mp3", "opus")):
+    if match is None or (match["kbps"] is not None and match["codec"] not in ("mp3", "opus")):
         raise InvalidRequest(
             f"output_format {name!r} is not one this server makes; use pcm_8000 ... pcm_48000, ulaw_8000, "
-            "mp3_22050_32, mp3_44100_128 (mp3_RATE_KBPS), opus_48000_64",
+            "mp3_22050_32, mp3_44100_128 (mp3_RATE[_KBPS]), opus_48000_64",
             param="output_format",
         )
     kbps = match["kbps"]

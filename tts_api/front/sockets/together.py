@@ -166,9 +166,10 @@ class TogetherSocket:
                 previous, self.voice = self.voice, voice
                 try:
                     self._request()
-                except TTSError:
+                except TTSError as exc:  # the session keeps its voice, and the socket stays up
                     self.voice = previous
-                    raise
+                    await self._error(exc.message, exc.code or "invalid_request_error")
+                    return
             await self.connection.send({"type": "session.updated", "session": self._session()})
         else:
             await self._error(f"unknown message type {kind!r}", "unknown_message_type")
