@@ -17,14 +17,14 @@ from typing import Any
 from .client import speak
 from .processes import QUIET_CPU_FRACTION, CpuMeter, Service
 
-__all__ = ["measure_cancellation"]
+__all__ = ["cpu_timeline", "measure_cancellation"]
 
 CPU_SAMPLE_S = 0.25
 CANCELLED = 'tts_requests_cancelled_total{stage="streaming"}'
 CHUNKS = "tts_chunks_synthesized_total"
 
 
-def _cpu_timeline(server: Service, window_s: float) -> list[tuple[float, float]]:
+def cpu_timeline(server: Service, window_s: float) -> list[tuple[float, float]]:
     """(seconds, CPU seconds used since the start) every CPU_SAMPLE_S for `window_s` seconds."""
     started = time.monotonic()
     meter = CpuMeter(server.tree())
@@ -52,7 +52,7 @@ def _busy_until(timeline: list[tuple[float, float]]) -> float | None:
 def idle_cpu(server: Service, window_s: float) -> dict[str, Any]:
     """The floor: CPU seconds the idle tree uses in the same window."""
     server.wait_idle()
-    timeline = _cpu_timeline(server, window_s)
+    timeline = cpu_timeline(server, window_s)
     return {"cpu_s": timeline[-1][1], "window_s": timeline[-1][0], "cpu_timeline": timeline}
 
 
@@ -61,7 +61,7 @@ def cpu_trial(server: Service, long_text: str, window_s: float, *, then_wait: bo
     server.wait_idle()
     before = server.metrics.scrape() if server.metrics else None
     abandoned = speak(server.url, long_text, "pcm", abandon="after_first_audio")
-    timeline = _cpu_timeline(server, window_s)
+    timeline = cpu_timeline(server, window_s)
     trial: dict[str, Any] = {
         "abandoned": abandoned.record(),
         "cpu_s": timeline[-1][1],

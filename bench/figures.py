@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from itertools import pairwise
 from typing import Any
 
+from .agent_report import agent_targets, agents_figure
 from .engine_figures import engine_targets, engines_figure, quality_figure
 from .goodput_report import goodput_figure, goodput_targets, scale_figure, scale_targets
 from .plan import FORMATS, SIZES, Plan
@@ -39,6 +40,7 @@ def build_figures(raw: dict[str, Any], plan: Plan) -> dict[str, Any]:
         "scale": scale_figure(raw["scale"]),
         "engines": engines_figure(raw["engines"], idle),
         **({"quality": quality_figure(raw["quality"], plan.quality_sentences)} if "quality" in raw else {}),
+        **({"agents": agents_figure(raw["agents"])} if "agents" in raw else {}),
     }
 
 
@@ -299,7 +301,8 @@ def _cancellation(cancellation: dict[str, Any], idle: dict[str, Any]) -> dict[st
 
 
 def build_targets(figures: dict[str, Any]) -> dict[str, Any]:
-    """The issues' targets: the latency issue's on the long text, the goodput issue's, the engine issue's."""
+    """The issues' targets: the latency issue's on the long text, the goodput issue's, the engine issue's,
+    the voice-agent issue's."""
     first = figures["time_to_first_audio"]["sizes"]["long"]["ratio"]["pcm"]
     total = figures["real_time_factor"]["sizes"]["long"]["total_ratio"]["pcm"]
     small = figures["memory"].get("small_requests") or {"cases": {}}
@@ -313,6 +316,7 @@ def build_targets(figures: dict[str, Any]) -> dict[str, Any]:
         },
         **scale_targets(figures["scale"]),
         **engine_targets(figures["engines"], figures.get("quality"), _six_streams(figures["concurrency"])),
+        **agent_targets(figures.get("agents")),
         "long_first_audio_ratio": {
             "value": first,
             "max": LONG_FIRST_AUDIO_MAX_RATIO,

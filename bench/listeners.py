@@ -13,6 +13,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,7 +21,15 @@ from typing import Any
 from .client import PCM_BYTES_PER_SECOND, VOICE, Stream
 from .processes import Service
 
-__all__ = ["Listener", "burst", "cancellation_under_load", "good_first_audio_s", "listen", "open_loop"]
+__all__ = [
+    "Listener",
+    "burst",
+    "cancellation_under_load",
+    "good_first_audio_s",
+    "listen",
+    "longest_underrun_s",
+    "open_loop",
+]
 
 GOOD_FIRST_AUDIO_FACTOR = 3.0
 GOOD_UNDERRUN_S = 0.1
@@ -84,18 +93,25 @@ def listen(
 
 
 def _play(listener: Listener) -> None:
-    """Replay the arrivals through a player that starts at the first byte and stalls when it runs dry."""
-    if not listener.arrivals:
-        return
-    listener.first_audio_s = listener.arrivals[0][0]
-    runs_out = listener.first_audio_s  # wall time the buffered audio lasts until
-    buffered = 0.0
-    for at, audio in listener.arrivals:
+    if listener.arrivals:
+        listener.first_audio_s = listener.arrivals[0][0]
+        listener.underrun_s = longest_underrun_s(listener.arrivals)
+
+
+def longest_underrun_s(arrivals: Sequence[tuple[float, float]]) -> float:
+    """The longest a player that starts at the first byte and stalls when it runs dry waits, given the
+    arrivals (seconds, audio seconds received so far)."""
+    if not arrivals:
+        return 0.0
+    runs_out = arrivals[0][0]  # wall time the buffered audio lasts until
+    buffered = longest = 0.0
+    for at, audio in arrivals:
         if at > runs_out and buffered > 0:
-            listener.underrun_s = max(listener.underrun_s, at - runs_out)
+            longest = max(longest, at - runs_out)
             runs_out = at
         runs_out += audio - buffered
         buffered = audio
+    return longest
 
 
 def good_first_audio_s(lone_first_audio_s: float, floor_s: float = 0.0) -> float:

@@ -6,7 +6,17 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .texts import LISTENER_TEXTS, QUALITY_SENTENCES, QUICK_LISTENER_TEXTS, QUICK_TEXTS, TEXTS
+from .texts import (
+    AGENT_BARGE_IN,
+    AGENT_PHRASE,
+    AGENT_REPLIES,
+    AGENT_SHORT_REPLY,
+    LISTENER_TEXTS,
+    QUALITY_SENTENCES,
+    QUICK_LISTENER_TEXTS,
+    QUICK_TEXTS,
+    TEXTS,
+)
 
 __all__ = ["FULL", "QUICK", "Plan"]
 
@@ -47,6 +57,17 @@ class Plan:
     two_worker_streams: int
     # Figure 11: sentences (as written, as heard) each engine variant speaks for the quality scores.
     quality_sentences: tuple[tuple[str, str], ...]
+    # Figure 12: voice agents over ElevenLabs' multi-stream-input socket. Replies streamed in (first audio
+    # beside the HTTP agent's, quality beside the same text whole), flushes of the phrase on an open
+    # context, barge-ins into the long reply, and conversations at once (three-sentence replies; as many
+    # as 80 % of the worker's capacity feeds, at most agent_max_conversations).
+    agent_replies: tuple[str, ...]
+    agent_phrase: str
+    agent_flush_reps: int
+    agent_barge_in: str
+    agent_barge_in_trials: int
+    agent_conversation_texts: tuple[str, ...]
+    agent_max_conversations: int
     # Start each later server while the one before it is measured: the quick run's timings are not
     # read, and start-ups are most of its minutes; the full run starts each on a quiet machine.
     start_ahead: bool = False
@@ -84,6 +105,13 @@ FULL = Plan(
     scale_streams=(64, 128),
     two_worker_streams=6,
     quality_sentences=QUALITY_SENTENCES,
+    agent_replies=AGENT_REPLIES,
+    agent_phrase=AGENT_PHRASE,
+    agent_flush_reps=3,
+    agent_barge_in=AGENT_BARGE_IN,
+    agent_barge_in_trials=3,
+    agent_conversation_texts=(AGENT_REPLIES[2], AGENT_REPLIES[6], AGENT_REPLIES[11]),
+    agent_max_conversations=32,
 )
 
 QUICK = Plan(
@@ -108,6 +136,13 @@ QUICK = Plan(
     scale_streams=(16,),
     two_worker_streams=2,
     quality_sentences=(QUALITY_SENTENCES[0], QUALITY_SENTENCES[3]),
+    agent_replies=(AGENT_REPLIES[7], AGENT_REPLIES[10]),  # one sentence each
+    agent_phrase=AGENT_PHRASE,
+    agent_flush_reps=1,
+    agent_barge_in=AGENT_BARGE_IN,
+    agent_barge_in_trials=1,
+    agent_conversation_texts=(AGENT_SHORT_REPLY,),
+    agent_max_conversations=2,
     start_ahead=True,
     bf16_variant=False,  # its quick run proves nothing the torch variant does not
 )

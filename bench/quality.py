@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
+import numpy.typing as npt
 import soundfile
 
 from tts_api.formats import SAMPLE_RATE
@@ -27,14 +28,14 @@ from .processes import Service
 if TYPE_CHECKING:
     from .baseline import BarePipeline
 
-__all__ = ["score_bare", "score_server", "word_error_rate"]
+__all__ = ["score_bare", "score_clip", "score_server", "whole_wav", "word_error_rate", "words_of"]
 
 REQUEST_TIMEOUT_S = 300.0
 
 
 def word_error_rate(heard: str, expected: str) -> float:
     """Word-level edit distance over the expected words (PocketSphinx writes lower case, no punctuation)."""
-    said, want = _words(heard), _words(expected)
+    said, want = words_of(heard), words_of(expected)
     row = list(range(len(said) + 1))
     for i, word in enumerate(want, 1):
         previous, row[0] = row[0], i
@@ -43,11 +44,13 @@ def word_error_rate(heard: str, expected: str) -> float:
     return row[-1] / max(1, len(want))
 
 
-def _words(text: str) -> list[str]:
+def words_of(text: str) -> list[str]:
+    """The words as PocketSphinx writes them: lower case, no punctuation."""
     return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
 
 
-def _score(audio: np.ndarray, expected: str) -> dict[str, Any]:
+def score_clip(audio: np.ndarray, expected: str) -> dict[str, Any]:
+    """DNSMOS of the clip (cut to its speech) and PocketSphinx's word error against `expected`."""
     score = speech_score(audio, SAMPLE_RATE)
     heard = transcribe(audio, SAMPLE_RATE)
     return {
@@ -66,15 +69,22 @@ def score_server(server: Service, sentences: tuple[tuple[str, str], ...]) -> lis
     scores = []
     for seed, (text, expected) in enumerate(sentences):
         server.wait_idle()
-        body = {"input": text, "voice": VOICE, "response_format": "wav", "stream": False, "seed": seed}
-        response = httpx.post(server.url + SPEECH_PATH, json=body, timeout=REQUEST_TIMEOUT_S)
-        response.raise_for_status()
-        audio, rate = soundfile.read(io.BytesIO(response.content), dtype="float32")
-        assert rate == SAMPLE_RATE, rate
-        scores.append(_score(audio, expected))
+        scores.append(score_clip(whole_wav(server, text, seed), expected))
     return scores
+
+
+def whole_wav(server: Service, text: str, seed: int) -> npt.NDArray[np.float32]:
+    """`text` asked of `server` as one whole WAV (not streamed) with `seed`, decoded."""
+    body = {"input": text, "voice": VOICE, "response_format": "wav", "stream": False, "seed": seed}
+    response = httpx.post(server.url + SPEECH_PATH, json=body, timeout=REQUEST_TIMEOUT_S)
+    response.raise_for_status()
+    audio, rate = soundfile.read(io.BytesIO(response.content), dtype="float32")
+    assert rate == SAMPLE_RATE, rate
+    return np.asarray(audio, dtype=np.float32)
 
 
 def score_bare(bare: BarePipeline, sentences: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
     """Each sentence from the bare pipeline (torch.manual_seed = its index), scored."""
-    return [_score(bare.speak(text, seed=seed), expected) for seed, (text, expected) in enumerate(sentences)]
+    return [
+        score_clip(bare.speak(text, seed=seed), expected) for seed, (text, expected) in enumerate(sentences)
+    ]

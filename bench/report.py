@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .agent_report import agent_table, agent_target_lines
 from .engine_figures import engine_tables, engine_target_lines
 from .goodput_report import goodput_tables, scale_table
 from .plan import SIZES
@@ -65,7 +66,7 @@ def _steal(load: dict[str, Any]) -> str:
 
 
 def render_table(result: dict[str, Any]) -> str:
-    """All six figures as Markdown tables, headed by the machine and the command."""
+    """Every figure as a Markdown table, headed by the machine and the command; the targets below."""
     figures = result["figures"]
     lines = _header(result)
     for table in (
@@ -78,6 +79,7 @@ def render_table(result: dict[str, Any]) -> str:
         *goodput_tables(figures["goodput"]),
         scale_table(figures["scale"]),
         *engine_tables(figures["engines"], figures.get("quality")),
+        *([agent_table(figures["agents"], result["targets"])] if "agents" in figures else []),
     ):
         lines += [*table, ""]
     targets = result["targets"]
@@ -91,6 +93,7 @@ def render_table(result: dict[str, Any]) -> str:
     if goodput:
         lines.append("Targets (goodput, edf): " + "; ".join(f"{name} {_met(t)}" for name, t in goodput))
     lines += engine_target_lines(figures["engines"]["default"], targets)
+    lines += agent_target_lines(targets)
     return "\n".join(lines) + "\n"
 
 

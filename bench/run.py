@@ -21,6 +21,7 @@ from typing import Any
 
 from tts_api.settings import Settings
 
+from .agents import measure_agents
 from .cancellation import measure_cancellation
 from .client import speak
 from .engines import engine_of, measure_engine, worker_capacity
@@ -222,6 +223,9 @@ def measure(
             "bare": score_bare(bare, plan.quality_sentences),
             "variants": {default_engine or "default": score_server(server, plan.quality_sentences)},
         }
+        load.phase("agents")
+        _progress(started, "figure 12: voice agents, text streamed in over the multi-stream-input socket")
+        raw["agents"] = measure_agents(server, plan)
         raw["engines"] = {"default": default_engine, "capacity": {"default": default_capacity}}
         if default_engine == "torch":  # no ONNX export (the tiny model): this server is the torch one
             load.phase("engine torch")

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
+    "AGENT_BARGE_IN",
+    "AGENT_PHRASE",
+    "AGENT_REPLIES",
+    "AGENT_SHORT_REPLY",
     "LISTENER_TEXTS",
     "MEMORY_PHRASES",
     "QUALITY_SENTENCES",
@@ -179,4 +183,53 @@ QUALITY_SENTENCES: tuple[tuple[str, str], ...] = (
         "retired the town voted to keep the light burning and volunteers took turns climbing the narrow "
         "stairs",
     ),
+)
+
+# Figure 12: a voice agent's replies, streamed in word by word. Each first sentence has 15-20 words (the
+# first-audio target's replies); one to four sentences each (the quality target's); plain words only, so
+# that each is heard as written.
+AGENT_REPLIES: tuple[str, ...] = (
+    "I checked your account this morning and everything looks fine, so there is nothing you need to do "
+    "right now.",
+    "Your order left our warehouse yesterday afternoon and should reach your front door by the end of "
+    "this week. I will send you a message as soon as the driver is on the way.",
+    "The museum is open every day except Monday, and the best time to visit is early in the morning. "
+    "Tickets are cheaper online. Remember to bring a jacket, because the galleries are kept quite cool.",
+    "That sounds like a lovely plan for the weekend, and the weather should stay dry and warm until "
+    "Sunday evening. You could take the coastal path in the morning. There is a small cafe at the end of "
+    "it. Many people stop there for lunch before walking back.",
+    "I am sorry to hear that the heating stopped working again, especially on such a cold and windy "
+    "night. A technician can visit tomorrow between nine and noon.",
+    "Of course, I can move your appointment to next Thursday afternoon if that works better for your "
+    "schedule. Would you like me to confirm it now?",
+    "The easiest way to reset the router is to hold the small button on the back for about ten "
+    "seconds. The lights will blink and then turn green. After that, try to connect again.",
+    "Thank you for waiting, I found three flights that leave tomorrow morning and arrive before lunch time.",
+    "Your library books are due back on Friday, but you can renew them once more on the website. A "
+    "reminder will reach you the day before.",
+    "Great question, the recipe takes about two hours, most of which is waiting for the dough to rise. "
+    "You can prepare the filling while it rests. Bake it until the top turns golden. Let "
+    "it cool before you slice it.",
+    "I understand that the delivery was late, so I have added a credit to your account for the trouble.",
+    "The train to the city leaves from the second platform every twenty minutes during the day. The "
+    "journey takes just under an hour. Buy your ticket before boarding to avoid a fine.",
+)
+
+# The quick run's conversations: three short sentences (a few seconds of audio each way).
+AGENT_SHORT_REPLY = (
+    "Your table is booked for seven tonight. We will hold it for a quarter of an hour. See you soon."
+)
+
+# The flush figure's phrase: said on a context that is already open (what an agent says while it works).
+AGENT_PHRASE = "Sure, let me look that up for you."
+
+# The barge-in's reply: long sentences, so that the user cuts in while one is still coming in.
+AGENT_BARGE_IN = (
+    "Let me walk you through the whole process step by step, so that nothing gets missed along the way. "
+    "First you will open the settings page from the menu in the top corner of the screen, and then you "
+    "will scroll all the way down past the privacy options until you find the section about connected "
+    "devices and accounts. There you can remove the old phone from the list, and once it is gone you can "
+    "add the new one by scanning the code that appears on the screen with its camera. If anything goes "
+    "wrong at that point, simply close the page, wait a minute or two, and start again from the very "
+    "beginning of these instructions."
 )

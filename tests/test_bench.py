@@ -238,6 +238,40 @@ def test_the_scale_run_names_where_the_serving_path_spends_its_cpu(quick: QuickR
     assert run["scheduler_ms"]["admission"] > 0 and run["scheduler_ms"]["pick"] > 0
 
 
+def test_voice_agents_measure_every_target_over_the_socket(quick: QuickRun) -> None:
+    from bench.agent_report import TARGETS
+
+    figure, plan = quick.figures["agents"], quick.result["plan"]
+    first = figure["first_audio"]
+    assert first["replies"] == len(plan["agent_replies"]) == 2 and first["errors"] == 0
+    for key in ("streamed", "waited", "http_first_sentence", "ratios"):
+        assert_summary(first[key], n=2)
+    flush = figure["flush"]
+    assert flush["errors"] == 0 and flush["ratio"] > 0
+    for key in ("http", "opened", "spoken"):
+        assert_summary(flush[key], n=plan["agent_flush_reps"])
+    barge = figure["barge_in"]
+    assert barge["trials"] == plan["agent_barge_in_trials"] and barge["errors"] == 0, barge["error_messages"]
+    assert barge["window_s"] >= 5 and barge["audio_messages_after_final"] is not None  # cut, and answered
+    for key in ("cut_at_s", "cpu_s", "fresh_first_audio_s", "next_first_audio_s", "final_after_close_s"):
+        assert_summary(barge[key], n=barge["trials"])
+    quality = figure["quality"]
+    for scores in (quality["streamed"], quality["whole"]):
+        assert 1.0 <= scores["ovrl"] <= 5.0 and scores["wer"] >= 0.0
+    assert quality["ovrl_gap"] is not None and quality["wer_gap"] is not None
+    many = figure["conversations"]
+    assert many["capacity_audio_s_per_s"] > 0 and many["conversations"] == 2 and many["errors"] == 0
+    assert_summary(many["first_audio_s"], n=2)
+    assert_summary(many["lone_first_audio_s"], n=1)
+    assert many["worst_ratio"] > 0 and many["largest_gap_s"] >= 0 and many["audio_s"] > 0
+    targets = quick.result["targets"]
+    assert set(TARGETS) <= set(targets)
+    assert all(targets[name]["value"] is not None for name in TARGETS)
+    assert "agents" in quick.result["load"]["phases"]
+    table = (quick.out / "results.md").read_text()
+    assert "12. Voice agents" in table and "Targets (voice agents):" in table
+
+
 def test_histogram_quantile_interpolates_within_the_bucket() -> None:
     histogram = {"buckets": [(0.001, 2.0), (0.01, 6.0), (math.inf, 8.0)], "sum": 0.05, "count": 8.0}
     assert histogram_quantile(histogram, 0.25) == pytest.approx(0.001)
