@@ -82,7 +82,12 @@ class SpeechGateway:
 
         `scope` is the socket's: the stream is forwarded to LitServe as a POST of the speech route."""
         lease = await Lease.take(self.shared.board, self.ipc, ticket, self.admission.max_pending)
-        headers = [(k, v) for k, v in scope.get("headers", []) if not k.startswith(b"sec-websocket")]
+        upgrade = (b"upgrade", b"connection")
+        headers = [
+            (k, v)
+            for k, v in scope.get("headers", [])
+            if not k.startswith(b"sec-websocket") and k not in upgrade
+        ]
         post = {
             **scope,
             "type": "http",
@@ -91,7 +96,7 @@ class SpeechGateway:
             "raw_path": self.path.encode(),
             "query_string": b"",
             "scheme": "http",
-            "headers": [(k, v) for k, v in headers if k not in (b"upgrade", b"connection")],
+            "headers": headers,
         }
         return LiveStream(self._forward, post, speech, lease, self.ipc, self.limits)
 

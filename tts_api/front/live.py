@@ -28,7 +28,7 @@ from .lease import Lease
 from .readrate import ReaderLimits
 from .relay import Relay
 
-__all__ = ["EVENTS_AHEAD", "Audio", "End", "Event", "Failed", "Idle", "LiveStream", "Words"]
+__all__ = ["EVENTS_AHEAD", "Audio", "End", "Event", "Failed", "Idle", "LiveStream", "Words", "stop"]
 
 EVENTS_AHEAD = 8  # events the worker's frames may run ahead of the socket
 
@@ -165,6 +165,15 @@ class LiveStream:
         message = f"speech synthesis stopped unexpectedly (request id {self.lease.ticket.request_id})"
         with contextlib.suppress(asyncio.QueueFull):
             self._events.put_nowait(Failed(TTSError(message if error is None else f"{message}: {error}")))
+
+
+async def stop(stream: LiveStream, pump: asyncio.Task[None] | None) -> None:
+    """Stop a stream and the task that sends its events on (a socket's pump): nothing more of it goes out,
+    and what it held is freed."""
+    stream.cancel()
+    if pump is not None:
+        pump.cancel()
+    await stream.aclose()
 
 
 async def _nowhere(message: Message) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import TTSError
 from ...ipc.frames import Ticket
 from ...schemas import SPEED_MAX, SPEED_MIN, RequestContext, SpeechRequest
-from ..live import Audio, End, Failed, Idle, LiveStream, Words
+from ..live import Audio, End, Failed, Idle, LiveStream, Words, stop
 from .alignment import Aligner
 from .connection import Closed, Connection, PolicyViolation
 from .speech import live_request, output_format
@@ -200,23 +200,18 @@ class ElevenLabsSocket:
         await context.stream.feed("", end=True)
 
     async def _abort(self, context: _Context) -> None:
-        context.aborted = True  # no audio of it goes out after this
-        self.contexts.pop(context.id, None)
-        context.stream.cancel()
-        if context.pump is not None:
-            context.pump.cancel()
-        await context.stream.aclose()
+        await self._stop(context)
         with contextlib.suppress(Closed):
             await self.connection.send({"isFinal": True, "contextId": context.id})
 
     async def _close_all(self) -> None:
         for context in list(self.contexts.values()):
-            context.aborted = True
-            self.contexts.pop(context.id, None)
-            context.stream.cancel()
-            if context.pump is not None:
-                context.pump.cancel()
-            await context.stream.aclose()
+            await self._stop(context)
+
+    async def _stop(self, context: _Context) -> None:
+        context.aborted = True  # no audio of it goes out after this
+        self.contexts.pop(context.id, None)
+        await stop(context.stream, context.pump)
 
     async def _pump(self, context: _Context) -> None:
         """Send a context's audio as it comes, each piece with the alignment of its words."""

@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl
 from ...errors import InvalidRequest, TTSError
 from ...ipc.frames import Ticket
 from ...schemas import MODEL_IDS, RequestContext, SpeechRequest
-from ..live import Audio, End, Failed, Idle, LiveStream, Words
+from ..live import Audio, End, Failed, Idle, LiveStream, Words, stop
 from .connection import Closed, Connection, PolicyViolation
 from .speech import OutputFormat, live_request
 
@@ -222,10 +222,7 @@ class TogetherSocket:
         if run is None:
             return
         run.aborted = True  # nothing of it goes out after this
-        run.stream.cancel()
-        if run.pump is not None:
-            run.pump.cancel()
-        await run.stream.aclose()
+        await stop(run.stream, run.pump)
 
     async def _pump(self, run: _Run) -> None:
         words: list[dict[str, Any]] = []
