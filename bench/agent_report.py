@@ -297,7 +297,8 @@ def agent_table(figure: dict[str, Any], targets: dict[str, Any]) -> list[str]:
         *lines,
         "",
         f"Conversations at once: {n} ({many['wanted']} for 80 % of the worker's capacity, {capacity} audio s "
-        f"per s, at least 2; the plan's cap applies); {errors} turns with errors"
+        f"per s, at least 2; the plan's cap applies){_share(n, many['capacity_audio_s_per_s'])}; {errors} "
+        "turns with errors"
         + (f": {'; '.join((barge['error_messages'] + many['error_messages'])[:3])}" if errors else "")
         + ".",
     ]
@@ -312,3 +313,13 @@ def agent_target_lines(targets: dict[str, Any]) -> list[str]:
         "Targets (voice agents): "
         + "; ".join(f"{name.removeprefix('agent_')} {_met(targets[name])}" for name in present)
     ]
+
+
+def _share(conversations: int, capacity: float | None) -> str:
+    """How much of the worker the conversations ask for, speaking in real time; above 80 % the server
+    queues a newcomer rather than let the players run dry (admission), and first audio pays for it."""
+    if not capacity:
+        return ""
+    share = conversations / capacity
+    more = ": more than 80 %, a newcomer waits for room" if share > 0.8 else ""
+    return f"; in real time they ask for {share:.0%} of it{more}"

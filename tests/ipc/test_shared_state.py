@@ -87,17 +87,21 @@ def test_a_stream_of_many_hours_keeps_its_place(monkeypatch: pytest.MonkeyPatch)
     assert board.size() == 2 and board.poll(["audiobook"])["audiobook"].status == "open"
 
 
-def test_a_live_streams_text_reaches_its_worker_once_in_order_and_stops_at_its_end() -> None:
+def test_a_live_streams_text_reaches_its_worker_once_in_order_and_stops_at_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     board = StreamBoard()
+    clock = iter([1.0, 2.0, 3.0])  # open, the first feed of each take
+    monkeypatch.setattr(board_module.time, "monotonic", lambda: next(clock))
     assert board.open("k", limit=10) == "admitted"
     assert board.feed("k", "Hello ") and board.feed("k", "there", flush=True)
     assert board.poll(["k"])["k"].text == ""  # a poll that does not take leaves the text
     state = board.poll(["k"], take=["k"])["k"]
-    assert (state.text, state.flush, state.ended) == ("Hello there", True, False)
+    assert (state.text, state.flush, state.ended, state.fed_at) == ("Hello there", True, False, 2.0)
     assert board.poll(["k"], take=["k"])["k"].text == ""  # taken once
     assert board.feed("k", " Bye.", end=True)
     state = board.poll(["k"], take=["k"])["k"]
-    assert (state.text, state.flush, state.ended) == (" Bye.", True, True)
+    assert (state.text, state.flush, state.ended, state.fed_at) == (" Bye.", True, True, 3.0)
     assert not board.feed("k", "more"), "an ended stream takes no text"
     board.cancel("k")
     assert not board.feed("k", "more") and not board.feed("gone", "text")

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tts_api.text.live import WINDOW_CHARS, LiveText, TextOverflow
-from tts_api.text.planning import Chunk
+from tts_api.text.planning import FIRST_CHUNK_CHARS, Chunk, has_speech, plan_chunks
 
 
 def live(max_chars: int = 100_000) -> LiveText:
@@ -67,6 +67,24 @@ def test_a_full_budget_cuts_before_the_sentence_ends_but_never_after_the_last_wo
     assert " ".join(chunks) == text.text[: text.text.rindex(" into")]
     text.end()
     assert said(text, take(text, budget=40)) == ["into the forest where"]
+
+
+def test_a_first_chunk_stays_within_its_budget_when_the_edge_of_the_sure_text_is_no_sentence_end() -> None:
+    # The first chunk's reach keeps a first sentence whole; the edge of what is sure is not one, and taking
+    # all of it made a voice agent's first chunk twice as long as the lone-stream plan's.
+    reply = "Sure, I looked into the flights you asked about"
+    text, chunks = live(), []
+    for word in reply.split():
+        text.add(word + " ")
+        chunks += [c for c in [text.next(FIRST_CHUNK_CHARS, reach=39, min_cost=12)] if c is not None]
+        if chunks:
+            break
+    assert said(text, chunks) == ["Sure, I looked"]
+    assert chunks[0].cost <= FIRST_CHUNK_CHARS
+    assert text.text == "Sure, I looked into the flights you "  # it came as soon as the cut was sure
+    text.add("asked about. ")
+    text.end()
+    assert said(text, take(text, 80)) == ["into the flights you asked about."]
 
 
 def test_a_word_longer_than_a_chunk_is_cut_before_it_is_complete() -> None:
@@ -162,4 +180,13 @@ def test_any_text_fed_in_any_pieces_is_spoken_once_in_order_never_past_what_is_s
     assert text.done
     spans = [(c.start, c.end) for c in chunks]
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
-    assert "".join("".join(text.text[a:b].split()) for a, b in spans) == "".join(whole.split())
+    # Every word is spoken once; what no chunk covers has nothing to say (a "." that came after a flush
+    # had made the word before it complete).
+    assert text.text == whole
+    assert all(not has_speech(plan_chunks(gap)) for gap in _gaps(text.text, spans))
+
+
+def _gaps(text: str, spans: list[tuple[int, int]]) -> list[str]:
+    """The text between (and around) the spans."""
+    edges = [0, *itertools.chain.from_iterable(spans), len(text)]
+    return [text[a:b] for a, b in zip(edges[::2], edges[1::2], strict=True)]

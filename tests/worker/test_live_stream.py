@@ -125,6 +125,35 @@ def test_text_that_comes_after_the_player_ran_dry_is_a_newcomers_first_chunk() -
     stream.close()
 
 
+def test_text_that_came_before_the_player_ran_dry_keeps_its_deadlines_when_taken_late() -> None:
+    # The worker was busy with another stream's chunk while the player ran out: the text was there in time,
+    # so the stream is late, not a newcomer (whose small chunks would keep a shared worker behind).
+    stream = live_stream()
+    stream.feed("The first sentence is here.", flush=True, ended=False, now=0.0)
+    speak_all(stream, 0.0)
+    first = stream.view.first_audio_s
+    dry_at = stream.view.played_out_s()
+    assert dry_at is not None
+    stream.feed(" And the second one.", flush=True, ended=False, now=dry_at + 1.0, fed_at=dry_at - 0.1)
+    assert (stream.view.first_audio_s, stream.view.arrived_s) == (first, 0.0)
+    assert stream.view.buffered_s(dry_at + 1.0) == 0.0  # late: due at once
+    stream.feed(" More.", flush=True, ended=False, now=dry_at + 2.0, fed_at=dry_at + 1.5)
+    assert stream.view.first_audio_s == first  # it still had text to say when this came
+    stream.close()
+
+
+def test_the_expected_text_counts_as_to_come_from_the_first_word_until_it_came_or_it_ended() -> None:
+    stream = live_stream()
+    stream.expect(100)
+    stream.feed(" ", flush=False, ended=False, now=0.0)
+    assert stream.view.to_come_chars == 0  # not a word yet: it holds no place
+    stream.feed("x" * 39 + " ", flush=False, ended=False, now=0.0)
+    assert stream.view.to_come_chars == 59
+    stream.feed("", flush=False, ended=True, now=0.1)
+    assert stream.view.to_come_chars == 0
+    stream.close()
+
+
 def test_text_past_the_streams_bound_is_refused() -> None:
     stream = live_stream(max_live_chars=30)
     stream.feed("x" * 30, flush=False, ended=False, now=0.0)

@@ -266,6 +266,21 @@ def test_streams_paused_by_slow_readers_do_not_hold_room() -> None:
     assert policy.admits(5.0, slow_readers, newcomer("new", 5.0, chars=600, admitted=False))
 
 
+def test_a_live_stream_waiting_for_its_clients_words_holds_its_place_until_it_goes_quiet() -> None:
+    """A voice agent's context between two of its LLM's words has no sure text, but more is coming: a
+    newcomer beside it on a worker too slow for both would make both stutter. Once its player ran dry with
+    nothing to say (the agent went quiet), it holds nothing."""
+    policy = scheduler(capacity=1.5, overhead_s=0.25)
+    agent = StreamView("agent", 0.0, remaining_chars=0, admitted_s=0.0, to_come_chars=250)
+    assert agent.finished and agent.demand_chars(0.1) == 250
+    assert not policy.admits(0.1, [agent], newcomer("other", 0.1, chars=250, admitted=False))
+    agent.first_audio_s, agent.sent_audio_s = 1.0, 2.0  # it spoke, and its player ran dry at 3.0
+    assert agent.demand_chars(2.5) == 250 and agent.demand_chars(3.5) == 0
+    assert policy.admits(3.5, [agent], newcomer("other", 3.5, chars=250, admitted=False))
+    agent.to_come_chars = 0  # its client sent all it was expected to, or ended it
+    assert policy.admits(0.1, [agent], newcomer("other", 0.1, chars=250, admitted=False))
+
+
 def test_a_busy_worker_has_no_room_for_a_typical_request() -> None:
     policy = scheduler(capacity=1.79, overhead_s=0.25)
     young = playing("young", first_audio_s=0.0, sent=2.0, chars=5000)

@@ -43,6 +43,7 @@ class StreamState:
     text: str = ""
     flush: bool = False
     ended: bool = False
+    fed_at: float | None = None  # when the first of `text` (or the flush) came (monotonic, system-wide)
 
     @property
     def stopped(self) -> bool:
@@ -61,6 +62,7 @@ class _Entry:
     inbox: list[str] = field(default_factory=list)  # a live stream's text, not yet taken by its worker
     flush: bool = False
     ended: bool = False
+    fed_at: float | None = None  # when the oldest of the inbox (or the flush) came
 
 
 class StreamBoard:
@@ -121,6 +123,8 @@ class StreamBoard:
             entry = self._entries.get(key)
             if entry is None or entry.reason is not None or entry.ended:
                 return False
+            if entry.fed_at is None and (text or flush or end):
+                entry.fed_at = time.monotonic()
             if text:
                 entry.inbox.append(text)
             entry.flush = entry.flush or flush or end
@@ -142,10 +146,10 @@ class StreamBoard:
         status: Literal["open", "cancelled"] = "open" if entry.reason is None else "cancelled"
         if not take or not (entry.inbox or entry.flush):
             return StreamState(status, entry.reason, entry.delivered_s, ended=take and entry.ended)
-        text, flush = "".join(entry.inbox), entry.flush
+        text, flush, fed_at = "".join(entry.inbox), entry.flush, entry.fed_at
         entry.inbox.clear()
-        entry.flush = False
-        return StreamState(status, entry.reason, entry.delivered_s, text, flush, entry.ended)
+        entry.flush, entry.fed_at = False, None
+        return StreamState(status, entry.reason, entry.delivered_s, text, flush, entry.ended, fed_at)
 
     def close(self, key: str) -> None:
         """Forget a request whose job has ended (a no-op if it is already gone)."""

@@ -141,15 +141,25 @@ class LiveText:
                 return received(cut.split_at or tokens[0].end), "word"
             return None
         last = sure[-1]
+        ending = tokens[last]
+        bounded = last == len(tokens) - 1 or ending.rank >= Rank.SENTENCE or received(ending.end) <= final
         if _cost(tokens[: last + 1]) <= budget:
             # All that is sure fits: take it whole if it ends at a real boundary, else its whole sentences.
-            ending = tokens[last]
-            if last == len(tokens) - 1 or ending.rank >= Rank.SENTENCE or received(ending.end) <= final:
+            if bounded:
                 return received(ending.end), _kind(parts, last, whole)
             ends = [k for k in sure if tokens[k].rank >= Rank.SENTENCE]
             return (received(tokens[ends[-1]].end), "sentence") if ends else None
+        # `reach` keeps a first sentence whole when its end is within it; the edge of what is sure is no
+        # sentence end, so there it would only make a first chunk longer than its budget.
         cut = choose_cut(
-            text, tokens[: last + 1], 0, tokens[0].start, budget, self.cap, reach=reach, min_cost=min_cost
+            text,
+            tokens[: last + 1],
+            0,
+            tokens[0].start,
+            budget,
+            self.cap,
+            reach=reach if bounded else 0,
+            min_cost=min_cost,
         )
         if cut.split_at is not None:
             return received(cut.split_at), "word"

@@ -209,7 +209,7 @@ class SpeechLoop(LitLoop):
 
     def _feed(self, stream: Stream, state: StreamState, now: float) -> None:
         try:
-            stream.feed(state.text, flush=state.flush, ended=state.ended, now=now)
+            stream.feed(state.text, flush=state.flush, ended=state.ended, now=now, fed_at=state.fed_at)
         except Exception as exc:  # more text than its bound (the front bounds it first), a bad pause tag
             del self.streams[stream.key]
             self._release(stream)
@@ -262,6 +262,8 @@ class SpeechLoop(LitLoop):
             self._fail(waiting.uid, waiting.reply_to, waiting.ticket, exc)
             return
         stream.view.arrived_s, stream.view.admitted_s = waiting.view.arrived_s, now
+        if waiting.ticket.live:
+            stream.expect(waiting.view.remaining_chars)
         self.streams[stream.key] = stream
 
     def _hand_back(self, waiting: _Waiting) -> None:

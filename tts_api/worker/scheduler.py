@@ -50,6 +50,9 @@ class StreamView:
     arrived_s: float
     speed: float = 1.0
     remaining_chars: int = 0  # text still to synthesize
+    # A live stream's text still to come, as guessed when it was admitted (a typical request's, less what
+    # came): admission counts it, so that a stream waiting for its client's next words holds its place.
+    to_come_chars: int = 0
     admitted_s: float | None = None  # when it was admitted (its wait for first audio counts from here)
     first_audio_s: float | None = None  # when its first audio went out
     sent_audio_s: float = 0.0  # audio sent so far
@@ -69,6 +72,13 @@ class StreamView:
     @property
     def finished(self) -> bool:
         return self.remaining_chars <= 0
+
+    def demand_chars(self, now: float) -> int:
+        """The text it will still ask the worker for: what it has, and what its client is expected to send
+        until it goes quiet (a live stream whose player ran dry with nothing left to say holds no place)."""
+        out = self.played_out_s()
+        quiet = self.remaining_chars <= 0 and out is not None and out <= now
+        return self.remaining_chars + (0 if quiet else self.to_come_chars)
 
     def buffered_s(self, now: float) -> float:
         """Seconds of audio its player still has, or will have once it has taken what was sent.
@@ -273,7 +283,7 @@ class Scheduler:
 
     def admits(self, now: float, active: Sequence[StreamView], candidate: StreamView) -> bool:
         """Whether `candidate` may start now (see the module docstring)."""
-        running = [s for s in active if not s.finished and not self.paused(s)]
+        running = [s for s in active if s.demand_chars(now) > 0 and not self.paused(s)]
         if not running:
             return True  # alone, a stream gets all there is, whatever the worker's speed
         if self.policy == "fifo" or (self.max_active and len(running) >= self.max_active):
@@ -284,7 +294,8 @@ class Scheduler:
             return False  # the worker keeps up now and would not with the candidate, or one cut in already
         # Overloaded already (slower than real time, or behind): someone stutters whatever happens, so a
         # request that is short next to the longest stream goes ahead of it, one at a time.
-        candidate.cut_in = self._work(candidate) <= self.short_share * max(self._work(s) for s in running)
+        work = self._work
+        candidate.cut_in = work(candidate, now) <= self.short_share * max(work(s, now) for s in running)
         return candidate.cut_in
 
     def has_room(self, now: float, active: Sequence[StreamView]) -> bool:
@@ -329,7 +340,7 @@ class Scheduler:
     ) -> list[tuple[float, float, float]]:
         """One stream's demand for `feasible`: (time from now, compute due then, change of compute rate)."""
         needs = []
-        left = stream.remaining_chars
+        left = stream.demand_chars(now)
         if stream.playing:
             runs_out = stream.buffered_s(now)  # when its player would run dry
             ready = 0.0  # when its next chunk could be done at the earliest
@@ -367,9 +378,9 @@ class Scheduler:
         chunk_audio_s = self.cost.audio(self.min_chunk_chars, 1.0)
         return (self.cost.rtf + self.cost.overhead_s / chunk_audio_s) * self.admission_safety
 
-    def _work(self, stream: StreamView) -> float:
+    def _work(self, stream: StreamView, now: float) -> float:
         """Compute seconds to finish `stream` (in chunks of `max_step_s`)."""
-        return self.cost.audio(stream.remaining_chars, stream.speed) * self._compute_per_audio_s()
+        return self.cost.audio(stream.demand_chars(now), stream.speed) * self._compute_per_audio_s()
 
     # --- Accounting ----------------------------------------------------------------------------------
 
@@ -380,8 +391,3 @@ class Scheduler:
     def started(self, chars: int) -> None:
         """A stream's first chunk went out, of `chars` characters."""
         self.arrivals.started(chars)
-
-    def load(self, active: Sequence[StreamView], waiting: int) -> float:
-        """Demand ÷ capacity: streams that want real-time audio over the streams this worker can feed."""
-        wanting = sum(1 for s in active if not s.finished and not self.paused(s)) + waiting
-        return wanting / self.cost.capacity

@@ -90,6 +90,7 @@ class Stream:
         )
         self.interrupted = False  # a chunk was abandoned mid-synthesis: the stream cannot go on
         self.waiting = self.live is not None  # a live stream with nothing sure to say (none at first)
+        self.expected_chars = 0  # a live stream's text, as admission guessed it (see `expect`)
         self.view = StreamView(ticket.key, arrived_s, request.speed)
         self._update_view()
         self._fix_plan()
@@ -152,8 +153,9 @@ class Stream:
         self._fix_plan()
         return step
 
-    def feed(self, text: str, *, flush: bool, ended: bool, now: float) -> None:
-        """More text for a live stream (from the board); InputTooLong past its bound."""
+    def feed(self, text: str, *, flush: bool, ended: bool, now: float, fed_at: float | None = None) -> None:
+        """More text for a live stream (from the board), which came at `fed_at` (`now` if unknown);
+        InputTooLong past its bound."""
         if self.live is None or self.live.ended:
             return
         if text or flush:
@@ -164,12 +166,22 @@ class Stream:
             self._idle_said = False
         if ended:
             self.live.end()
-        self.waiting = False
+        # Its player ran dry while it had nothing to say, and only then did text come: that text is a
+        # newcomer's. A player that ran dry while its text waited for the worker is only late: a newcomer's
+        # small chunks would cost the worker more than it has, and keep it late.
         out = self.view.played_out_s()
-        if out is not None and out <= now and self._utterance.remaining_chars:
-            self.view.restart(now)  # its player ran dry: this text is a newcomer's
+        starved = self.waiting and out is not None and out <= (now if fed_at is None else fed_at)
+        self.waiting = False
+        if starved and self._utterance.remaining_chars:
+            self.view.restart(now)
             self._utterance.restart()
             self._fix_plan()
+        self._update_view()
+
+    def expect(self, chars: int) -> None:
+        """Admission took this live stream for `chars` of text: until its client has sent that much, or
+        ended it, the scheduler counts the rest as still to come."""
+        self.expected_chars = chars
         self._update_view()
 
     def _update_view(self) -> None:
@@ -177,6 +189,11 @@ class Stream:
         utterance may still hold a piece of the last chunk (done only when it says so)."""
         waiting = self.waiting and not (self.live is not None and self.live.ended)
         self.view.remaining_chars = 0 if waiting else self._utterance.remaining_chars or 1
+        # A context that has not said a word yet holds no place: none of its audio plays, so nothing of it
+        # can stutter, and one opened and left idle would otherwise keep everyone else out.
+        live = self.live
+        speaking = live is not None and not live.ended and live.text.strip() != ""
+        self.view.to_come_chars = max(0, self.expected_chars - len(live.text)) if live and speaking else 0
 
     def _fix_plan(self) -> None:
         """Tell the scheduler the lone-stream plan's next chunk: a seeded stream keeps to it exactly."""
