@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server import parse_flags
+from tts_api.server import parse_flags
 from tts_api.settings import Settings
 
 

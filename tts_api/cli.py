@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import sys
@@ -109,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     voices.add_argument("--json", action="store_true", help="print the server's JSON as it is")
 
     commands.add_parser(
-        "serve", help="run the server (python server.py; flags as for it)", add_help=False
+        "serve",
+        help="run the server (flags as for `python server.py`; `tts-api serve --help`)",
+        add_help=False,
     ).add_argument("args", nargs=argparse.REMAINDER)
 
     wyoming = commands.add_parser(
@@ -123,9 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `tts-api` command line; return its exit code."""
-    args, rest = build_parser().parse_known_args(argv)
-    if args.command != "serve" and rest:
-        build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # every flag after it is the server's, in its order (argparse would mix them)
+        return serve(argv[1:])
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "say":
             return say(args)
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 api_key=args.api_key,
                 read_timeout_s=args.timeout,
             )
-        return serve([*args.args, *rest])
+        return serve(args.args)
     except UsageError as exc:
         print(f"tts-api: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -294,19 +296,10 @@ def list_voices(args: argparse.Namespace) -> int:
 
 
 def serve(argv: list[str]) -> int:
-    """Run `server.py`'s main: beside the package in a source checkout, else in the current directory
-    (the container's /app)."""
-    candidates = [Path(__file__).resolve().parents[1] / "server.py", Path.cwd() / "server.py"]
-    script = next((path for path in candidates if path.is_file()), None)
-    spec = importlib.util.spec_from_file_location("tts_api_server", script) if script else None
-    if spec is None or spec.loader is None:
-        raise UsageError(
-            f"`tts-api serve` runs server.py, found in neither {candidates[0].parent} nor {Path.cwd()}: "
-            "run it from a source checkout"
-        )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return int(module.main(argv, prog="tts-api serve"))
+    """Run the installed server (imported only now: the client commands never load its dependencies)."""
+    from .server import main as serve_main
+
+    return serve_main(argv, prog="tts-api serve")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ class ServerProcess:
         *,
         name: str = "tts-api",
         env: Mapping[str, str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         self.name = name
         self.port = port
@@ -93,7 +94,7 @@ class ServerProcess:
         self._seen: dict[int, psutil.Process] = {}
         self.process = subprocess.Popen(
             list(command),
-            cwd=ROOT,
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},

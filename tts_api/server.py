@@ -1,4 +1,7 @@
-"""Run the tts-api server: `python server.py [--port 8000] ...`; flags override `TTS_*` variables."""
+"""The tts-api server's entry point: `tts-api serve`, `python -m tts_api` or `python server.py` in a checkout,
+each with the same flags, which override `TTS_*` variables.
+
+For an app of your own, `tts_api.app.build_server(settings, shared)` gives the LitServer (see `main`)."""
 
 from __future__ import annotations
 
@@ -121,12 +124,16 @@ def parse_flags(argv: list[str] | None, prog: str | None = None) -> dict[str, ob
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run the server until SIGTERM/SIGINT (which drain it); return the exit code."""
     try:
         settings = Settings(**parse_flags(argv, prog))  # type: ignore[arg-type]
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         name = ".".join(str(part) for part in error["loc"])
-        print(f"server.py: invalid {name} (a flag or TTS_{name.upper()}): {error['msg']}", file=sys.stderr)
+        print(
+            f"{prog or 'tts-api serve'}: invalid {name} (a flag or TTS_{name.upper()}): {error['msg']}",
+            file=sys.stderr,
+        )
         return 2
     configure_logging(settings.log_level)
     # Never reach for the Hugging Face hub at run time; every file comes from the model directory.
