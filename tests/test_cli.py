@@ -19,7 +19,7 @@ import pytest
 
 from tests.rawclient import silent_server
 from tts_api import cli as cli_module
-from tts_api.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from tts_api.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, wyoming_host
 from tts_api.processes import ROOT, ServerProcess, free_port
 
 pytestmark = pytest.mark.server
@@ -195,3 +195,9 @@ def test_serve_runs_server_py(tmp_path: Path) -> None:
     assert result.returncode == EXIT_OK
     assert result.stdout.startswith(b"usage: tts-api serve ")
     assert b"--wyoming-port" in result.stdout
+
+
+def test_the_standalone_wyoming_service_keeps_a_key_on_loopback_unless_a_host_is_named() -> None:
+    assert wyoming_host(None, None) == "0.0.0.0"
+    assert wyoming_host(None, "key") == "127.0.0.1"
+    assert wyoming_host("0.0.0.0", "key") == "0.0.0.0"

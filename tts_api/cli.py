@@ -116,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     wyoming = commands.add_parser(
         "wyoming", parents=[server], help="serve the Wyoming protocol (Home Assistant) for a server"
     )
-    wyoming.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    wyoming.add_argument(
+        "--host",
+        help="address to listen on (default 0.0.0.0; 127.0.0.1 with an API key, which Wyoming clients cannot "
+        "send: name a host to serve it anyway)",
+    )
     wyoming.add_argument("--port", type=int, default=10200, help="TCP port (default 10200)")
     wyoming.add_argument("--voice", default="af_heart", help="voice when a request names none")
     return parser
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_service(
                 args.server,
-                args.host,
+                wyoming_host(args.host, args.api_key),
                 args.port,
                 voice=args.voice,
                 api_key=args.api_key,
@@ -293,6 +297,14 @@ def list_voices(args: argparse.Namespace) -> int:
 
 
 # ----- serve -----------------------------------------------------------------------------------------
+
+
+def wyoming_host(host: str | None, api_key: str | None) -> str:
+    """Where the standalone Wyoming service listens: as the server's own, loopback when it holds a key that
+    its clients could otherwise use without knowing it, unless the operator named a host."""
+    if host is not None:
+        return host
+    return "127.0.0.1" if api_key else "0.0.0.0"
 
 
 def serve(argv: list[str]) -> int:

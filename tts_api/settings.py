@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1024, le=65535)
     device: Device = "auto"
     # The decoder engine: `onnx` (the export `make model` verified; CPU), `torch`, `bf16` (torch's decoder
-    # in bfloat16: a choice; see README's Engines), or `auto`: onnx on a CPU when its export is there, torch
+    # in bfloat16: a choice; see docs/engines.md), or `auto`: onnx on a CPU when its export is there, torch
     # otherwise. `emulated:N[:OVERHEAD_S]` sleeps instead of synthesizing, like a worker that feeds N
     # real-time listeners (load tests; see synth/emulated.py).
     engine: str = "auto"

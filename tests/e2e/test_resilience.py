@@ -374,7 +374,7 @@ def test_a_dead_manager_stops_the_server_with_a_failure_exit_code(resilient_serv
     with contextlib.suppress(httpx.TransportError):  # it may already have stopped listening
         health = httpx.get(server.url + "/health", timeout=10)
         assert (health.status_code, health.json()["status"]) == (503, "unavailable")
-    assert server.process.wait(timeout=60) == 1, server.log()[-3000:]  # as README says
+    assert server.process.wait(timeout=60) == 1, server.log()[-3000:]  # as docs/reliability.md says
     alive = wait_gone(processes, timeout=10)
     assert alive == [], f"left behind: {alive}"
     errors = [line for line in server.log().splitlines() if " ERROR " in line and str(manager.pid) in line]
