@@ -186,7 +186,11 @@ class ElevenLabsSocket:
             await self._error("the context is over; open a new one", "context_closed", context.id)
 
     async def _close_context(self, context_id: str) -> None:
-        """The end of a turn (after a bare flush: speak the rest, then isFinal) or a barge-in (stop now)."""
+        """The end of a turn (after a bare flush: speak the rest, then isFinal) or a barge-in (stop now).
+
+        Only a bare flush ends a turn: LiveKit in auto_mode sends every sentence with `flush` and, when the
+        user interrupts, close_context right after one; words sent with a flush are a sentence, not the end.
+        """
         context = self.contexts.get(context_id)
         if context is None:
             return  # unknown, or closed already: a no-op
