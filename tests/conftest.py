@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.background import Background
 from tests.servers import ServerPool, shared_server
 from tests.tiny_model import build_tiny_model_dir, tiny_samples
 from tts_api.model.layout import ModelDir
@@ -57,6 +59,34 @@ def real_engines(real_model_dir: Path) -> Callable[[bool], KokoroEngine]:
     from tts_api.synth.engine import KokoroEngine
 
     return functools.cache(lambda trim: KokoroEngine(real_model_dir, "cpu", trim_silence=trim))
+
+
+BENCH_TESTS = "tests/test_bench.py"
+
+
+def _is_bench(item: pytest.Item) -> bool:
+    return item.nodeid.startswith(BENCH_TESTS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The quick benchmark runs beside the session from its start (`quick_bench`): its tests go last."""
+    items[:] = [i for i in items if not _is_bench(i)] + [i for i in items if _is_bench(i)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_bench(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Background | None]:
+    """`make bench QUICK=1` on the tiny model, started with the session when its tests were collected."""
+    if not any(_is_bench(item) for item in request.session.items):
+        yield None
+        return
+    model_dir: Path = request.getfixturevalue("tiny_model_dir")
+    out = tmp_path_factory.mktemp("bench-results")
+    command = [sys.executable, "-m", "bench.run", "--quick", "--model-dir", str(model_dir)]
+    run = Background([*command, "--out", str(out)], out, env={"HF_HUB_OFFLINE": "1"})
+    yield run
+    run.stop()
 
 
 # Where tiny_server serves the Wyoming protocol.

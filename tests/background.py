@@ -1,0 +1,72 @@
+"""A command that runs beside the test session, niced, and the test that waits for what it said.
+
+The quick benchmark (tests/test_bench.py) takes minutes, most of them waiting on real-time audio and on
+servers starting; run beside the other tests, those minutes overlap theirs instead of adding to them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tts_api.processes import ROOT
+
+__all__ = ["Background", "Finished"]
+
+POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Background:
+    """One command in its own process group, its output in files under `out`."""
+
+    def __init__(self, command: Sequence[str], out: Path, env: Mapping[str, str] | None = None) -> None:
+        self.out = out
+        nice = ["nice", "-n", "10"] if shutil.which("nice") else []
+        with (out / "stdout").open("wb") as stdout, (out / "stderr").open("wb") as stderr:
+            self.process = subprocess.Popen(
+                [*nice, *command],
+                cwd=ROOT,
+                stdout=stdout,
+                stderr=stderr,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,  # stop() ends everything it started
+            )
+
+    def wait(self, timeout: float) -> Finished:
+        """What it said once it ended; TimeoutError (after stopping it) if it runs past `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"still running after {timeout:.0f} s:\n{self._read('stderr')[-3000:]}")
+            time.sleep(POLL_S)
+        return Finished(self.process.returncode, self._read("stdout"), self._read("stderr"))
+
+    def stop(self) -> None:
+        """SIGTERM its group, then SIGKILL what is left."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def _read(self, name: str) -> str:
+        return (self.out / name).read_text(errors="replace")
