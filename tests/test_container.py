@@ -1,6 +1,6 @@
-"""The container recipe. No container engine runs here, so the Dockerfile is linted (hadolint) and its
-promises are read from it: non-root, a health check on /health, the model built at image build time,
-SIGTERM reaching the server; compose.yaml and .dockerignore must agree with it."""
+"""The container recipe, read: the Dockerfile is linted (hadolint) and its promises are read from it:
+non-root, a health check on /health, the model built at image build time in a stage of its own, SIGTERM
+reaching the server; compose.yaml and .dockerignore must agree with it. tests/container builds and runs it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_layout import _graph
 from tts_api.processes import ROOT
 from tts_api.settings import Settings
 from tts_api.shutdown import stop_budget_s
@@ -36,22 +37,36 @@ def _lint(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _final_stage() -> list[str]:
-    """The instructions of the last build stage, continuation lines joined."""
+def _instructions() -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined."""
     text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _final_stage() -> list[str]:
+    """The instructions of the last build stage."""
+    lines = _instructions()
     last_from = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
     return lines[last_from:]
 
 
+def _stage(name: str) -> list[str]:
+    """The instructions of the stage `FROM ... AS name`."""
+    lines = _instructions()
+    start = next(i for i, line in enumerate(lines) if re.match(rf"FROM \S+ AS {name}$", line))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("FROM ")), len(lines))
+    return lines[start:end]
+
+
 def image_settings(**environment: str) -> Settings:
     """The server's settings in the image: its ENV's TTS_* variables, then `environment` over them."""
-    variables = {}
+    variables: dict[str, str] = {}
     for line in _final_stage():
         if line.startswith("ENV "):
             variables.update(re.findall(r"(TTS_[A-Z_]+)=(\S+)", line))
     variables.update(environment)
-    return Settings(**{name.removeprefix("TTS_").lower(): value for name, value in variables.items()})
+    fields = {name.removeprefix("TTS_").lower(): value for name, value in variables.items()}
+    return Settings(**fields)  # type: ignore[arg-type]  # strings, which pydantic parses as the environment
 
 
 def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
@@ -89,8 +104,46 @@ def test_the_image_checks_health_exposes_its_ports_and_lets_sigterm_reach_the_se
 def test_the_model_is_built_at_image_build_time_with_a_torch_build_argument() -> None:
     text = DOCKERFILE.read_text()
     assert re.search(r"^ARG TORCH_SPEC=", text, re.MULTILINE)
-    assert re.search(r"^RUN python -m tts_api\.model\.assets", text, re.MULTILINE)
-    assert "COPY --from=build /opt/tts-api/model" in text
+    assert any(line.startswith("RUN python -m tts_api.model.assets") for line in _stage("model"))
+    assert "COPY --from=model /opt/tts-api/model /opt/tts-api/model" in _final_stage()
+
+
+def test_the_model_stage_depends_on_the_cpu_torch_only() -> None:
+    """The model is the same for every device: its stages never read TORCH_SPEC (a CUDA build reuses them),
+    and both torch arguments have the same default (one venv serves the model and the default image)."""
+    for stage in ("deps", "model"):
+        assert not [line for line in _stage(stage) if re.search(r"(?<!MODEL_)TORCH_SPEC\b", line)]
+    defaults = dict(re.findall(r"^ARG ((?:MODEL_)?TORCH_SPEC)=(.+)$", DOCKERFILE.read_text(), re.MULTILINE))
+    assert defaults["TORCH_SPEC"] == defaults["MODEL_TORCH_SPEC"], defaults
+
+
+def model_build_files() -> set[Path]:
+    """Every file of tts_api that `python -m tts_api.model.assets` can import, and the packages above."""
+    graph = _graph()  # module -> the tts_api modules it imports, lazy imports included
+    todo = [name for name in graph if name.startswith("tts_api.model")]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(graph.get(name, ()))
+            parts = name.split(".")
+            todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+    files = {ROOT.joinpath(*name.split(".")) for name in seen}
+    return {p.with_suffix(".py") if p.with_suffix(".py").is_file() else p / "__init__.py" for p in files}
+
+
+def test_the_model_stage_copies_every_module_the_model_build_imports() -> None:
+    """The model stage copies only the model build's modules (so a server edit keeps the model): a module
+    it imports and does not copy would fail the build."""
+    copied = [
+        ROOT / source for line in _stage("model") if line.startswith("COPY ") for source in line.split()[1:-1]
+    ]
+    needed = model_build_files()
+    assert ROOT / "tts_api" / "settings.py" in needed  # the walk does follow imports out of tts_api/model
+    missing = [p for p in needed if not any(p == c or c in p.parents for c in copied)]
+    assert missing == []
+    assert ROOT / "tts_api" / "data" in copied  # the config.json it ships (package data, not an import)
 
 
 def test_every_copied_path_is_in_the_build_context() -> None:

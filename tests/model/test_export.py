@@ -33,6 +33,12 @@ def test_the_export_is_verified_against_torch_and_recorded(tiny_onnx_model_dir: 
     assert record["largest_sample_difference"] == max(c["max_diff"] for c in record["checks"])
 
 
+def test_the_export_is_readable_like_the_files_beside_it(tiny_onnx_model_dir: Path) -> None:
+    """Not mkstemp's 0600: the image's server runs as another user than the build that exported it."""
+    files = ModelDir(tiny_onnx_model_dir)
+    assert export_path(files).stat().st_mode & 0o777 == files.config.stat().st_mode & 0o777
+
+
 def test_a_current_export_is_not_made_again(tiny_onnx_model_dir: Path) -> None:
     files = ModelDir(tiny_onnx_model_dir)
     before = export_path(files).stat().st_mtime_ns

@@ -96,6 +96,13 @@ def _record_path(files: ModelDir) -> Path:
     return files.root / "decoder.onnx.json"
 
 
+def _new_file_mode() -> int:
+    """The mode `open()` gives a new file here: 0o666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _weights_sha256(files: ModelDir) -> str:
     digest = hashlib.sha256()
     with files.weights.open("rb") as handle:
@@ -191,6 +198,8 @@ def export_decoder(files: ModelDir, progress: Progress, *, listen: bool = True) 
             "checks": [asdict(check) for check in checks],
             "largest_sample_difference": max(check.max_diff for check in checks),
         }
+        # mkstemp made it 0600: a server running as another user (the image's) could not read it.
+        temp.chmod(_new_file_mode())
         temp.replace(export_path(files))
         _record_path(files).write_text(json.dumps(record, indent=2) + "\n")
     finally:
