@@ -1,7 +1,8 @@
 """A command that runs beside the test session, niced, and the test that waits for what it said.
 
-The quick benchmark (tests/test_bench.py) takes minutes, most of them waiting on real-time audio and on
-servers starting; run beside the other tests, those minutes overlap theirs instead of adding to them.
+The quick benchmark (tests/test_bench.py) and the image build (tests/container/) take minutes, much of
+them waiting (on real-time audio, servers starting, downloads); run beside the other tests, those minutes
+overlap theirs instead of adding to them.
 """
 
 from __future__ import annotations

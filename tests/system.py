@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
-__all__ = ["REQUIRED_ENV", "can_install_packages", "require_program"]
+__all__ = ["REQUIRED_ENV", "can_install_packages", "require_program", "unavailable"]
 
 REQUIRED_ENV = "TTS_TESTS_REQUIRE_SYSTEM"  # set by .ci/run: no program may be skipped there
 
@@ -31,9 +32,12 @@ def require_program(found: str | None, what: str, package: str) -> str:
     )
     if can_install_packages():
         pytest.fail(f"{reason}, though this machine could install it: did the setup run?", pytrace=False)
+    unavailable(f"{reason}; not root or no apt-get here, so it cannot be installed")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """What this machine cannot do: a failure on CI (REQUIRED_ENV), elsewhere a skip that says so."""
     if os.environ.get(REQUIRED_ENV) == "1":
         pytest.fail(f"{reason}; {REQUIRED_ENV}=1 (CI) requires it", pytrace=False)
-    # Reached only off CI: .ci/run sets REQUIRED_ENV, and there the missing program failed above.
-    pytest.skip(
-        f"{reason}; not root or no apt-get here, so it cannot be installed ({REQUIRED_ENV}=1 fails instead)"
-    )
+    # Reached only off CI: .ci/run sets REQUIRED_ENV, and there the test failed above.
+    pytest.skip(f"{reason} ({REQUIRED_ENV}=1 fails instead)")

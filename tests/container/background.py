@@ -1,24 +1,19 @@
 """The image build as a background process beside the test session, and waiting for its results.
 
 The build takes minutes of mostly one core; the rest of the suite leaves room for it. So it starts as soon
-as the tests are collected, at low priority (the other tests keep their speed), and the tests that need
-the image run last and wait here for its result.
+as the tests are collected, at low priority (tests/background.py: the other tests keep their speed), and
+the tests that need the image run last and wait here for its result.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from tests.background import Background
 from tests.container.build import BuildResult
-from tts_api.processes import ROOT
 
 __all__ = ["BackgroundBuild"]
 
@@ -26,28 +21,19 @@ POLL_S = 1.0
 
 
 class BackgroundBuild:
-    """`python -m tests.container.build` running in its own process group; its results as they come."""
+    """`python -m tests.container.build` running beside the session; its results as they come."""
 
-    def __init__(self, out: Path, process: subprocess.Popen[bytes], cuda_variant: bool) -> None:
-        self.out = out
-        self.process = process
+    def __init__(self, run: Background, cuda_variant: bool) -> None:
+        self.run = run
+        self.out = run.out
         self.cuda_variant = cuda_variant
-        self.started = time.monotonic()
 
     @classmethod
     def start(cls, cuda_variant: bool) -> BackgroundBuild:
         """Start building now, niced, into a fresh folder."""
         out = Path(tempfile.mkdtemp(prefix="tts-api-image-"))
         command = [sys.executable, "-m", "tests.container.build", str(out)]
-        if cuda_variant:
-            command.append("--cuda-variant")
-        if shutil.which("nice"):
-            command = ["nice", "-n", "10", *command]
-        with (out / "driver.log").open("wb") as log:
-            process = subprocess.Popen(
-                command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        return cls(out, process, cuda_variant)
+        return cls(Background([*command, *(["--cuda-variant"] if cuda_variant else [])], out), cuda_variant)
 
     @property
     def log(self) -> Path:
@@ -65,27 +51,21 @@ class BackgroundBuild:
             result = self.done(name)
             if result is not None:
                 return result
-            if self.process.poll() is not None and self.done(name) is None:
-                raise RuntimeError(f"the build process exited with {self.process.returncode}:\n{self.tail()}")
+            if self.run.process.poll() is not None and self.done(name) is None:
+                raise RuntimeError(
+                    f"the build process exited with {self.run.process.returncode}:\n{self.tail()}"
+                )
             time.sleep(POLL_S)
         raise RuntimeError(f"no result for {name} after {timeout:.0f} s:\n{self.tail()}")
 
     def tail(self, chars: int = 4000) -> str:
-        """The end of what the build said (its driver's errors, then podman's output)."""
+        """The end of what the build said (its driver's output and errors, then podman's)."""
         text = ""
-        for path in (self.out / "driver.log", self.log):
+        for path in (self.out / "stdout", self.out / "stderr", self.log):
             if path.is_file():
                 text += path.read_text(errors="replace")[-chars:]
         return text
 
     def stop(self) -> None:
-        """End the build if it still runs (the session is over): SIGTERM its group, then SIGKILL."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        """End the build if it still runs (the session is over)."""
+        self.run.stop()
