@@ -10,9 +10,11 @@ not what listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,6 +82,19 @@ def _namespaces_or_skip() -> None:
         )
 
 
+def _own_namespace_of(pid: int, timeout: float = 60.0) -> str:
+    """The path of `pid`'s network namespace, once it has left ours: `unshare` makes its own a moment after
+    it starts, and a probe that entered before that would look for the server in this machine's namespace."""
+    ours = os.readlink("/proc/self/ns/net")
+    path = f"/proc/{pid}/ns/net"
+    deadline = time.monotonic() + timeout
+    while os.readlink(path) == ours:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {pid} did not make its own network namespace in {timeout:.0f} s")
+        time.sleep(0.05)
+    return path
+
+
 def test_no_port_makes_audio_without_the_key(tiny_model_dir: Path, tmp_path: Path) -> None:
     _namespaces_or_skip()
     port, wyoming = free_port(), free_port()
@@ -100,10 +115,11 @@ def test_no_port_makes_audio_without_the_key(tiny_model_dir: Path, tmp_path: Pat
     isolated = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *server_args]
     server = ServerProcess(isolated, port, tmp_path / "server.log")
     try:
+        namespace = _own_namespace_of(server.process.pid)
         probe = subprocess.run(
             [
                 "nsenter",
-                f"--net=/proc/{server.process.pid}/ns/net",
+                f"--net={namespace}",
                 sys.executable,
                 "-c",
                 PROBE,
