@@ -27,6 +27,10 @@ class Outcome:
     chars: int
     admitted_s: float | None = None
     first_audio_s: float | None = None
+    # What the pick promises an admitted newcomer: a step, then its first chunk (and half of another: a chunk
+    # for a stream about to run dry may be first-sized even when the step has less room), in the model's
+    # seconds as of its admission, stretched by how much the model's predictions missed by its first audio.
+    first_audio_bound_s: float = 0.0
     worst_gap_s: float = 0.0
     done_s: float | None = None
 
@@ -81,6 +85,8 @@ class Simulation:
             if waiting is not None and self.policy.admits(self.now, views, waiting):
                 waiting.admitted_s = self.now
                 self.outcomes[waiting.key].admitted_s = self.now - self.outcomes[waiting.key].arrived_s
+                first_s = self.policy.cost.cost(self.policy.first_chunk_chars, 1.0)
+                self.outcomes[waiting.key].first_audio_bound_s = self.policy.max_step_s + 1.5 * first_s
                 streams[waiting.key], growth[waiting.key], waiting = waiting, _Growth(), None
                 views = list(streams.values())
             queued = waiting is not None or bool(queue and queue[0][0] <= self.now)
@@ -108,6 +114,7 @@ class Simulation:
             stream.first_audio_s = self.now
             self.policy.started(chars)
             outcome.first_audio_s = self.now - outcome.arrived_s
+            outcome.first_audio_bound_s *= self.policy.cost.error_factor
         else:
             outcome.worst_gap_s = max(
                 outcome.worst_gap_s, self.now - (stream.first_audio_s + stream.sent_audio_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.yardstick import Worker, good_share, poisson_audio, simulate
 from tests.worker.simulation import Simulation, poisson
 from tts_api.synth.costs import UNLIMITED, CostModel
 from tts_api.text.planning import FIRST_CHUNK_CHARS
@@ -233,16 +234,19 @@ def test_a_worker_eight_times_real_time_admits_a_newcomer_once_a_young_stream_ha
 
 
 def test_a_young_streams_next_small_chunks_count_as_lumps_of_work() -> None:
-    """Its plan's next chunks are small and each pays the fixed cost: on a worker whose fixed cost is most
-    of a chunk's, young streams need far more than the same audio in minimum chunks."""
+    """Its plan's next chunks are small and each pays the fixed cost, which on a GPU-like worker is most of
+    a chunk's: 40 young streams with 1.1 s of audio left need more than that to get their next chunks
+    (admitting on a fluid demand at minimum-chunk efficiency let 128 in, and 125 stuttered)."""
     policy = scheduler(capacity=200.0, overhead_s=0.03)
-    young = [playing(f"y{i}", first_audio_s=0.0, sent=1.2, chars=395) for i in range(40)]
-    for stream in young:
-        stream.plan_chars = 36
-    assert not policy.feasible(0.1, young)
-    for stream in young:
-        stream.plan_chars = None  # as if the rest came in minimum chunks
-    assert policy.feasible(0.1, young)
+
+    def young(count: int) -> list[StreamView]:
+        streams = [playing(f"y{i}", first_audio_s=0.0, sent=1.2, chars=395) for i in range(count)]
+        for stream in streams:
+            stream.plan_chars = 36
+        return streams
+
+    assert policy.feasible(0.1, young(10))
+    assert not policy.feasible(0.1, young(40))
 
 
 def test_an_overloaded_worker_lets_a_short_request_cut_in_one_at_a_time() -> None:
@@ -364,8 +368,51 @@ def test_deadline_first_never_loses_to_one_at_a_time(capacity: float, overhead_s
             compute[policy] += sim.compute_s
         edf = runs["edf"]
         assert max(o.worst_gap_s for o in edf.outcomes.values()) <= 0.1, "an admitted stream stuttered"
-        bound = edf.policy.max_step_s + edf.policy.cost.cost(edf.policy.first_chunk_chars, 1.0) * 1.5
-        waits = [o.first_audio_s - o.admitted_s for o in edf.outcomes.values()]  # type: ignore[operator]
-        assert max(waits) <= bound, "an admitted newcomer waited longer than a step and its first chunk"
+        for o in edf.outcomes.values():
+            wait = o.first_audio_s - o.admitted_s  # type: ignore[operator]
+            assert wait <= o.first_audio_bound_s, (
+                "an admitted newcomer waited longer than a step and its first chunk"
+            )
     assert good["edf"] >= good["fifo"]
     assert compute["edf"] <= 1.05 * compute["fifo"]
+
+
+# --- Against the yardstick: a plain deadline-first worker with no admission test (bench/yardstick.py) ------
+
+
+def _emulated(listeners: float) -> CostModel:
+    """What `--engine emulated:N` costs (synth/emulated.py): its pieces carry 0.6 s of edge silence."""
+    audio_s_per_char = 0.06 * 1.15
+    return CostModel(audio_s_per_char / listeners, audio_s_per_char, 0.02 + 0.6 / listeners)
+
+
+@pytest.mark.parametrize("listeners", [8.0, 32.0])
+@pytest.mark.parametrize("load", [0.5, 0.8, 1.0])
+def test_admission_serves_at_least_nine_tenths_of_what_plain_deadline_first_serves(
+    listeners: float, load: float
+) -> None:
+    """The issue's runs on the fake clock: Poisson arrivals of ~15 s texts at a share of the worker's
+    capacity, first audio within 1 s and no underrun over 0.1 s counting as good. The yardstick admits
+    everyone and lets deadline-first sort it out; the scheduler may refuse only what would make an
+    admitted stream stutter, so it must serve about as many well (a demand test with fixed margins served
+    17 % at 80 % on `emulated:8` where deadline-first serves ~85 %), never fewer than one-at-a-time, and
+    never let an admitted stream stutter."""
+    cost = _emulated(listeners)
+    chars = round(15.0 / cost.audio_s_per_char)
+    yardstick = Worker(listeners, cost.overhead_s, cost.audio(FIRST_CHUNK_CHARS, 1.0))
+    served = {"yardstick": 0.0, "edf": 0.0, "fifo": 0.0}
+    for seed in range(3):
+        arrivals = poisson_audio(load * cost.throughput() / 15.0, 120.0, [15.0], seed)
+        served["yardstick"] += good_share(simulate(yardstick, arrivals), 1.0)
+        for policy in ("edf", "fifo"):
+            sim = Simulation(Scheduler(_emulated(listeners), policy=policy), cost, 0.1, seed)
+            outcomes = sim.run([(at, chars) for at, _ in arrivals])
+            good = [
+                o.first_audio_s is not None and o.first_audio_s <= 1.0 and o.worst_gap_s <= 0.1
+                for o in outcomes
+            ]
+            served[policy] += sum(good) / len(good)
+            if policy == "edf":
+                assert max(o.worst_gap_s for o in outcomes) <= 0.1, "an admitted stream stuttered"
+    assert served["edf"] >= 0.9 * served["yardstick"]
+    assert served["edf"] >= served["fifo"]

@@ -3,12 +3,14 @@
 A chunk of `c` characters at speed `v` takes `overhead_s + c / v * compute_s_per_char` of compute and makes
 `c / v * audio_s_per_char` seconds of audio. Start-up measures a few chunks (`fit`); every chunk the worker
 synthesizes afterwards is folded in (`learn`) by least squares over the recent chunks, so a start-up
-measured on a busy machine, or a machine whose speed changes, is corrected within a few chunks.
+measured on a busy machine, or a machine whose speed changes, is corrected within a few chunks. How far
+its predictions missed (`error_factor`) is measured too: admission plans with it instead of a fixed slack.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -26,6 +28,8 @@ _MIN_SPREAD = 0.05  # chunk sizes must vary this much (relative variance) to tel
 # The fixed part is capped at this share of the mean chunk's cost, against a fit thrown by noise; on a GPU
 # (or emulated:200) it is most of a chunk's cost, and a lower cap made small chunks look cheap.
 _MAX_FIXED_SHARE = 0.9
+_ERRORS = 64  # predictions remembered for the error factor: the worst of these is what admission plans for
+_STARTUP_ERROR = 1.1  # the error factor before any chunk was predicted
 
 
 @dataclass
@@ -62,6 +66,7 @@ class CostModel:
     audio_s_per_char: float = 1.0 / TYPICAL_CHARS_PER_AUDIO_S
     overhead_s: float = 0.0
     _sums: _Sums = field(default_factory=_Sums, repr=False)
+    _misses: deque[float] = field(default_factory=lambda: deque(maxlen=_ERRORS), repr=False)
 
     @classmethod
     def fit(cls, chunks: Iterable[tuple[int, float, float]]) -> CostModel:
@@ -92,6 +97,13 @@ class CostModel:
         listeners the worker feeds (the `tts_worker_capacity` gauge, which `tts_load` divides by)."""
         return self.audio(chars, 1.0) / self.cost(chars, 1.0)
 
+    @property
+    def error_factor(self) -> float:
+        """How much slower than predicted a chunk may run: the worst actual ÷ predicted cost of the recent
+        chunks (each predicted before it was learned), never below 1. A high quantile was not enough: at
+        ±10 % noise its misses left gaps at full load on the fake clock (tests/worker/test_scheduler.py)."""
+        return max(1.0, *self._misses) if self._misses else _STARTUP_ERROR
+
     def cost(self, chars: float, speed: float) -> float:
         return self.overhead_s + chars * self.compute_s_per_char / speed
 
@@ -111,6 +123,8 @@ class CostModel:
         if chars <= 0 or audio_s <= 0:
             return
         x = chars / speed
+        if decay < 1.0:  # a chunk served, not start-up's calibration: how far did the model miss?
+            self._misses.append(compute_s / max(self.cost(chars, speed), 1e-9))
         self._sums.add(x, compute_s, decay)
         self.audio_s_per_char += _EWMA * (audio_s / x - self.audio_s_per_char)
         line = self._sums.line()

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..synth.costs import UNLIMITED, CostModel
-from ..text.planning import FIRST_CHUNK_CHARS
+from ..text.planning import FIRST_CHUNK_CHARS, MAX_CHUNK_CHARS
+from .lookahead import Ahead, Lookahead
 
 __all__ = ["Arrivals", "Pick", "Policy", "Scheduler", "StreamView"]
 
@@ -152,11 +153,9 @@ class Scheduler:
     min_chunk_floor: int = 20  # ...and has at least this many characters (a few words)
     step_firsts: float = 2.0  # while others may need the worker, a chunk costs at most this many first chunks
     own_share: float = 0.8  # a chunk takes at most this share of the audio its own player still has
-    admission_safety: float = 1.1  # admit only if the schedule holds with chunks this much slower
     likely: float = 0.05  # a step may run long while an arrival during it is less likely than this
     short_share: float = 0.25  # an overloaded worker still admits a request this short next to its work
     refused_steps: float = 4.0  # while a request waits for room, chunks may take this many steps
-    blocking_share: float = 0.5  # of a shortest chunk already running when something falls due, on average
     arrivals: Arrivals = field(default_factory=Arrivals)
 
     # --- Deadlines ----------------------------------------------------------------------------------
@@ -306,77 +305,49 @@ class Scheduler:
         return self.admits(now, active, typical)
 
     def feasible(self, now: float, streams: Iterable[StreamView]) -> bool:
-        """Whether the worker's compute covers every stream's need for audio at every moment from now on.
+        """Whether every stream gets each chunk before its player needs it, its schedule played forward
+        on the cost model with its measured error (lookahead.py). Lateness a stream already has is
+        forgiven: a player that ran dry counts from now."""
+        safety = self.cost.error_factor
+        lookahead = Lookahead(
+            self.cost,
+            safety,
+            self.first_chunk_chars,
+            self.min_chunk_chars,
+            self.step_cap_s(now, waiting=False),
+            self.own_share,
+            self.margin_s,
+            self.max_lead_s,
+        )
+        return lookahead.holds(now, [self._ahead(now, s, safety) for s in streams])
 
-        A stream's next chunks follow its lone-stream plan (each as large as all before it) and each must be
-        whole `margin_s` before its player reaches it: while they are smaller than a minimum chunk they are
-        lumps of work with deadlines (a young stream's first seconds are where the fixed cost per chunk
-        weighs most, and its second chunk is due soon after its first). After that it needs one audio second
-        per second, at the compute per audio second of minimum chunks (overhead included). Everything is
-        costed `admission_safety` times slower. A stream with no audio yet needs its first chunk by its
-        starvation bound. Lateness a stream would have even alone is forgiven: it cannot be undone.
-        """
-        per_audio_s = self._compute_per_audio_s()
-        # Chunks run whole: whatever falls due may wait for the rest of a chunk already running. The cut
-        # keeps a chunk from running past another stream's need, down to a first chunk's size when it
-        # must, so that is what may be in the way (a whole min chunk made young streams look late at
-        # once, and a worker feeding 8 listeners admitted one stream at a time).
-        blocking = self.cost.cost(self.first_chunk_chars, 1.0) * self.blocking_share
-        events: list[tuple[float, float, float]] = []  # (time from now, demand added at once, slope change)
-        for stream in streams:
-            events += self._needs(now, stream, per_audio_s, blocking)
-        events.sort()
-        demand = slope = clock = 0.0
-        for at, lump, change in events:
-            demand += slope * (at - clock) + lump
-            clock = at
-            slope += change
-            if demand > 0 and demand + blocking > at + 1e-9:
-                return False
-        return True
-
-    def _needs(
-        self, now: float, stream: StreamView, per_audio_s: float, blocking: float
-    ) -> list[tuple[float, float, float]]:
-        """One stream's demand for `feasible`: (time from now, compute due then, change of compute rate)."""
-        needs = []
+    def _ahead(self, now: float, stream: StreamView, safety: float) -> Ahead:
         left = stream.demand_chars(now)
         if stream.playing:
-            runs_out = stream.buffered_s(now)  # when its player would run dry
-            ready = 0.0  # when its next chunk could be done at the earliest
-            size = stream.fixed_chars or stream.plan_chars or self.min_chunk_chars
-            while left > 0 and size < self.min_chunk_chars:
-                chunk = min(size, left)
-                lump = self.cost.cost(chunk, stream.speed) * self.admission_safety
-                ready += lump
-                needs.append((max(runs_out - self.margin_s, ready + blocking), lump, 0.0))
-                runs_out += self.cost.audio(chunk, stream.speed)
-                left -= chunk
-                size *= 2  # the plan: each chunk as large as all before it
-        else:
-            # Its first chunk is due by its starvation bound; its player may start as soon as the first
-            # chunk could be made (the earliest, so the most its later chunks can ask for). Those count as
-            # a rate: when its player starts is up to the pick (a first chunk waits while a playing stream
-            # would run dry), and as lumps from its earliest start they made a worker 8x real time refuse
-            # a newcomer beside any young stream.
-            first = min(round(self.arrivals.first_chars), left)
-            ready = self.cost.cost(first, stream.speed) * self.admission_safety
-            wait = self.max_step_s if stream.admitted_s is None else max(0.0, self.start_by(stream) - now)
-            needs.append((wait + ready, ready, 0.0))
-            runs_out = ready + self.cost.audio(first, stream.speed)
-            left -= first
-        remaining_s = self.cost.audio(left, stream.speed)
-        if remaining_s > 0:
-            # Minimum chunks: each must be whole before the player needs its first sample.
-            ahead_s = self.margin_s + self.cost.audio(self.min_chunk_chars, stream.speed)
-            start = max(ready, runs_out - ahead_s)
-            needs += [(start, 0.0, per_audio_s), (start + remaining_s, 0.0, -per_audio_s)]
-        return needs
+            return Ahead(
+                stream.key,
+                left,
+                stream.speed,
+                runs_dry=now + max(0.0, stream.buffered_s(now)),
+                next_chars=stream.fixed_chars or stream.plan_chars or MAX_CHUNK_CHARS,
+                fixed=stream.fixed_chars is not None,
+            )
+        first = min(self.first_chunk_chars, left)
+        admitted = stream.admitted_s if stream.admitted_s is not None else now
+        return Ahead(
+            stream.key,
+            left,
+            stream.speed,
+            due=admitted,
+            first_by=max(now, admitted + self.max_step_s) + self.cost.cost(first, stream.speed) * safety,
+            next_chars=stream.fixed_chars or first,
+            fixed=stream.fixed_chars is not None,
+        )
 
     def _compute_per_audio_s(self) -> float:
         """Compute per audio second when chunks are cut to the others' sake (the fixed cost included)."""
         chunk_audio_s = self.cost.audio(self.min_chunk_chars, 1.0)
-        return (self.cost.rtf + self.cost.overhead_s / chunk_audio_s) * self.admission_safety
+        return (self.cost.rtf + self.cost.overhead_s / chunk_audio_s) * self.cost.error_factor
 
     def _work(self, stream: StreamView, now: float) -> float:
         """Compute seconds to finish `stream` (in chunks of `max_step_s`)."""
