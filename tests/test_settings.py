@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tts_api.server import parse_flags
-from tts_api.settings import Settings
+from tts_api.settings import EmulatedSpec, Settings, parse_emulated
 
 
 def test_trimming_is_on_unless_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,3 +48,14 @@ def test_an_environment_can_switch_wyoming_off(monkeypatch: pytest.MonkeyPatch, 
     assert Settings().wyoming_port is None
     monkeypatch.setenv("TTS_WYOMING_PORT", "10200")
     assert Settings().wyoming_port == 10200
+
+
+def test_the_emulated_engine_takes_listeners_a_fixed_cost_and_a_batch_size() -> None:
+    assert parse_emulated("auto") is None
+    assert parse_emulated("emulated:8") == EmulatedSpec(8.0)
+    assert parse_emulated("emulated:8:0.05") == EmulatedSpec(8.0, 0.05)
+    spec = parse_emulated("emulated:8:0.05:64")
+    assert spec == EmulatedSpec(8.0, 0.05, 64) and spec.label == "emulated:8:0.05:64"
+    for bad in ("emulated:0", "emulated:8:0.05:0", "emulated:8::64", "emulated:x"):
+        with pytest.raises(ValueError, match="BATCH"):
+            parse_emulated(bad)

@@ -28,7 +28,7 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 ModelEngine = Literal["auto", "torch", "onnx", "bf16"]
 MODEL_ENGINES: tuple[str, ...] = get_args(ModelEngine)
 EMULATED_PREFIX = "emulated:"
-_EMULATED = re.compile(r"emulated:(?P<n>\d+(?:\.\d+)?)(?::(?P<overhead>\d+(?:\.\d+)?))?")
+_EMULATED = re.compile(r"emulated:(?P<n>\d+(?:\.\d+)?)(?::(?P<overhead>\d+(?:\.\d+)?)(?::(?P<batch>\d+))?)?")
 DEFAULT_EMULATED_OVERHEAD_S = 0.02  # a GPU call's fixed cost, roughly
 SchedulerPolicy = Literal["edf", "fifo"]
 
@@ -43,15 +43,18 @@ MODEL_DIR_NAME = "kokoro-82m-v1.0"
 
 @dataclass(frozen=True)
 class EmulatedSpec:
-    """`emulated:N[:OVERHEAD_S]`: the load-testing engine that feeds N real-time listeners per worker, each
-    piece costing OVERHEAD_S more (synth/emulated.py)."""
+    """`emulated:N[:OVERHEAD_S[:BATCH]]`: the load-testing engine that feeds N real-time listeners per
+    worker, each step costing OVERHEAD_S more; a step may carry the chunks of up to BATCH streams and costs
+    what its longest member costs alone, as a GPU's batched pass does (synth/emulated.py)."""
 
     listeners: float
     overhead_s: float = DEFAULT_EMULATED_OVERHEAD_S
+    batch: int = 1
 
     @property
     def label(self) -> str:
-        return f"emulated:{self.listeners:g}:{self.overhead_s:g}"
+        batch = f":{self.batch}" if self.batch > 1 else ""
+        return f"emulated:{self.listeners:g}:{self.overhead_s:g}{batch}"
 
 
 def parse_emulated(engine: str) -> EmulatedSpec | None:
@@ -59,14 +62,17 @@ def parse_emulated(engine: str) -> EmulatedSpec | None:
     if not engine.startswith(EMULATED_PREFIX):
         return None
     match = _EMULATED.fullmatch(engine)
-    if match is None or float(match["n"]) <= 0:
+    if match is None or float(match["n"]) <= 0 or int(match["batch"] or 1) < 1:
         raise ValueError(
-            f"engine {engine!r}: use emulated:N or emulated:N:OVERHEAD_S, N > 0 real-time listeners per "
-            "worker and OVERHEAD_S the fixed seconds each piece costs"
+            f"engine {engine!r}: use emulated:N, emulated:N:OVERHEAD_S or emulated:N:OVERHEAD_S:BATCH, N > 0 "
+            "real-time listeners per worker, OVERHEAD_S the fixed seconds each step costs and BATCH >= 1 the "
+            "most streams one step carries"
         )
     overhead = match["overhead"]
     return EmulatedSpec(
-        float(match["n"]), DEFAULT_EMULATED_OVERHEAD_S if overhead is None else float(overhead)
+        float(match["n"]),
+        DEFAULT_EMULATED_OVERHEAD_S if overhead is None else float(overhead),
+        int(match["batch"] or 1),
     )
 
 
@@ -89,7 +95,7 @@ class Settings(BaseSettings):
     device: Device = "auto"
     # The decoder engine: `onnx` (the export `make model` verified; CPU), `torch`, `bf16` (torch's decoder
     # in bfloat16: a choice; see docs/engines.md), or `auto`: onnx on a CPU when its export is there, torch
-    # otherwise. `emulated:N[:OVERHEAD_S]` sleeps instead of synthesizing, like a worker that feeds N
+    # otherwise. `emulated:N[:OVERHEAD_S[:BATCH]]` sleeps instead of synthesizing, like a worker that feeds N
     # real-time listeners (load tests; see synth/emulated.py).
     engine: str = "auto"
     workers_per_device: int = Field(default=1, ge=1)

@@ -108,3 +108,34 @@ def test_a_client_that_leaves_stops_its_emulated_synthesis(emulated_server: Serv
     assert wait_for(
         lambda: metrics(emulated_server.url)["tts_cancel_board_entries"] == 0, 10, "an empty board"
     )
+
+
+batching_server = shared_server("batching_server", "--engine", "emulated:8:0.05:64", "--max-pending", "128")
+
+
+def test_a_burst_of_64_listeners_is_served_in_batched_steps_and_each_gets_all_its_audio(
+    batching_server: ServerProcess,
+) -> None:
+    """`emulated:8:0.05:64`: a step carries up to 64 streams' chunks and costs its longest member's. A burst
+    of 64 gets its first chunks together and every listener all its audio (the 1-s first audio and the
+    gaps are figure 13's, measured in `make bench`; on the fake clock in tests/worker/test_scheduler.py)."""
+    assert "steps up to" in batching_server.log() and "of up to 64 streams" in batching_server.log()
+    before = metrics(batching_server.url)
+    outcomes: list[dict[str, object]] = [{} for _ in range(64)]
+    threads = [
+        threading.Thread(target=_listen, args=(batching_server.url, STORY[: 300 + i], outcomes[i]))
+        for i in range(64)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    after = metrics(batching_server.url)
+    for heard in outcomes:
+        assert heard["audio_s"] > 15.0, heard  # type: ignore[operator]
+    steps = after["tts_batched_steps_total"] - before.get("tts_batched_steps_total", 0)
+    chunks = after["tts_batched_chunks_total"] - before.get("tts_batched_chunks_total", 0)
+    assert steps > 0 and chunks / steps >= 8, (steps, chunks)
+    assert wait_for(
+        lambda: metrics(batching_server.url)["tts_cancel_board_entries"] == 0, 10, "an empty board"
+    )

@@ -46,6 +46,7 @@ BOARD = "tts_cancel_board_entries"
 ENCODERS = "tts_open_encoders"
 CANCELLED = "tts_requests_cancelled_total"
 WAIT_S = 30.0  # the longest any reply may take on a loaded machine
+INACTIVITY_S = 30  # the fuzzed sockets' inactivity timeout
 MiB = 1024 * 1024
 LONG = " ".join(["This reply goes on for a long while, so that it is still speaking when it is cut."] * 4)
 
@@ -878,7 +879,9 @@ def test_fuzzed_elevenlabs_message_sequences_get_only_documented_replies_and_lea
     )
     def check(messages: list[Any], auto_mode: bool) -> None:
         async def scenario() -> tuple[list[dict[str, Any]], int]:
-            url = elevenlabs_url(server, auto_mode=str(auto_mode).lower(), inactivity_timeout="30")
+            url = elevenlabs_url(
+                server, auto_mode=str(auto_mode).lower(), inactivity_timeout=str(INACTIVITY_S)
+            )
             async with open_socket(url) as ws:
                 for message in messages:
                     if message == "wait":
@@ -892,7 +895,9 @@ def test_fuzzed_elevenlabs_message_sequences_get_only_documented_replies_and_lea
                         replies[-1].get("contextId") == "w"
                         and (replies[-1].get("isFinal") is True or "error" in replies[-1])
                     ):
-                        replies.append(await receive(ws))
+                        # A context that has spoken holds its place until it ends or idles out: on a worker
+                        # too slow for two, the probe waits up to the inactivity timeout for its turn.
+                        replies.append(await receive(ws, WAIT_S + INACTIVITY_S))
                 await send_all(ws, [{"close_socket": True}])
                 rest, code = await receive_to_close(ws)
                 return replies + rest, code

@@ -1,7 +1,8 @@
 """A worker on a fake clock: the real Scheduler deciding, a cost model standing in for synthesis.
 
-It follows what the loop does (worker/loop.py): take the oldest queued request when there is room, admit it
-when the scheduler says so, run the chunk the scheduler picks, cut within the lone-stream plan's budget
+It follows what the loop does (worker/loop.py): take the oldest queued requests when there is room, admit
+them when the scheduler says so (up to a batch's worth per step), run the step the scheduler picks (a
+batched step costs what its longest member costs alone), cut within the lone-stream plan's budget
 (text/planning.py's Growth), and play each stream in a player that starts at its first audio.
 """
 
@@ -75,37 +76,49 @@ class Simulation:
         growth: dict[str, _Growth] = {}
         waiting: StreamView | None = None
         while (queue or streams or waiting) and self.now < until_s:
-            views = list(streams.values())
-            due = waiting is None and queue and queue[0][0] <= self.now
-            if due and (not streams or self.policy.has_room(self.now, views)):
-                at, key, chars = queue.pop(0)
-                self.outcomes[key] = Outcome(key, at, chars)
-                self.policy.arrived(self.now, chars)
-                waiting = StreamView(key, self.now, remaining_chars=chars)
-            if waiting is not None and self.policy.admits(self.now, views, waiting):
+            # As the loop does: take and admit what fits before the step (up to a batch's worth of streams).
+            for _ in range(self.policy.batch):
+                views = list(streams.values())
+                due = waiting is None and queue and queue[0][0] <= self.now
+                if due and (not streams or self.policy.has_room(self.now, views)):
+                    at, key, chars = queue.pop(0)
+                    self.outcomes[key] = Outcome(key, at, chars)
+                    self.policy.arrived(self.now, chars)
+                    waiting = StreamView(key, self.now, remaining_chars=chars)
+                if waiting is None or not self.policy.admits(self.now, views, waiting):
+                    break
                 waiting.admitted_s = self.now
                 self.outcomes[waiting.key].admitted_s = self.now - self.outcomes[waiting.key].arrived_s
                 first_s = self.policy.cost.cost(self.policy.first_chunk_chars, 1.0)
                 self.outcomes[waiting.key].first_audio_bound_s = self.policy.max_step_s + 1.5 * first_s
                 streams[waiting.key], growth[waiting.key], waiting = waiting, _Growth(), None
-                views = list(streams.values())
+            views = list(streams.values())
             queued = waiting is not None or bool(queue and queue[0][0] <= self.now)
-            pick = self.policy.pick(self.now, views, waiting=queued)
-            if pick is None:
+            picks = self.policy.pick_batch(self.now, views, waiting=queued)
+            if not picks:
                 self.now = min([self.now + 0.05, *(at for at, _, _ in queue[:1] if at > self.now)])
                 continue
-            stream, plan = streams[pick.key], growth[pick.key]
-            chars = max(1, min(pick.max_chars, plan.plan.budget, stream.remaining_chars))
-            spent = self.truth.cost(chars, stream.speed) * (1 + rng.uniform(-self.noise, self.noise))
+            # A step costs what its longest member costs alone (a GPU's batched pass; one member on a CPU).
+            sizes = {
+                p.key: max(1, min(p.max_chars, growth[p.key].plan.budget, streams[p.key].remaining_chars))
+                for p in picks
+            }
+            longest = max(sizes, key=lambda key: sizes[key])
+            leader = streams[longest]
+            spent = self.truth.cost(sizes[longest], leader.speed) * (1 + rng.uniform(-self.noise, self.noise))
             self.now += spent
             self.compute_s += spent
-            self.policy.cost.learn(chars, stream.speed, spent, self.truth.audio(chars, stream.speed))
-            self._deliver(stream, chars)
-            plan.spoke(chars)
-            stream.plan_chars = plan.plan.budget
-            if stream.finished:
-                del streams[stream.key]
-                self.outcomes[stream.key].done_s = self.now - self.outcomes[stream.key].arrived_s
+            self.policy.cost.learn(
+                sizes[longest], leader.speed, spent, self.truth.audio(sizes[longest], leader.speed)
+            )
+            for key, chars in sizes.items():
+                stream, plan = streams[key], growth[key]
+                self._deliver(stream, chars)
+                plan.spoke(chars)
+                stream.plan_chars = plan.plan.budget
+                if stream.finished:
+                    del streams[stream.key]
+                    self.outcomes[stream.key].done_s = self.now - self.outcomes[stream.key].arrived_s
         return list(self.outcomes.values())
 
     def _deliver(self, stream: StreamView, chars: int) -> None:

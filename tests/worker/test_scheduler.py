@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from bench.yardstick import Worker, good_share, poisson_audio, simulate
@@ -416,3 +418,63 @@ def test_admission_serves_at_least_nine_tenths_of_what_plain_deadline_first_serv
                 assert max(o.worst_gap_s for o in outcomes) <= 0.1, "an admitted stream stuttered"
     assert served["edf"] >= 0.9 * served["yardstick"]
     assert served["edf"] >= served["fifo"]
+
+
+# --- Batched steps: a step of up to `batch` streams costs what its longest member costs alone -------------
+
+
+def test_a_burst_of_newcomers_gets_its_first_chunks_in_one_step() -> None:
+    policy = scheduler(capacity=8.0, batch=64)
+    burst = [newcomer(f"n{i}", 1.0 + 0.001 * i) for i in range(70)]
+    picks = policy.pick_batch(1.1, burst)
+    assert len(picks) == 64 and len({p.key for p in picks}) == 64
+    assert all(p.max_chars == policy.first_chunk_chars for p in picks)
+    assert {p.key for p in picks} == {s.key for s in burst[:64]}  # the oldest first
+
+
+def test_riders_take_no_longer_chunks_than_the_stream_that_leads_the_step() -> None:
+    policy = scheduler(capacity=8.0, batch=8)
+    dry = playing("dry", first_audio_s=0.0, sent=10.2)  # runs out first: it leads
+    dry.plan_chars = 40
+    ahead = playing("ahead", first_audio_s=0.0, sent=25.0)
+    seeded = playing("seeded", first_audio_s=0.0, sent=20.0)
+    seeded.fixed_chars = 300  # its own plan is longer than the step: it waits for a step of its own
+    picks = {p.key: p.max_chars for p in policy.pick_batch(10.0, [dry, ahead, seeded])}
+    assert picks == {"dry": picks["dry"], "ahead": min(picks["dry"], 40)}
+    assert picks["dry"] <= 40 or dry.plan_chars is None
+
+
+def test_without_a_batching_engine_or_under_fifo_a_step_is_one_stream() -> None:
+    burst = [newcomer(f"n{i}", 1.0) for i in range(4)]
+    assert len(scheduler(batch=1).pick_batch(1.0, burst)) == 1
+    assert len(scheduler(batch=8, policy="fifo").pick_batch(1.0, burst)) == 1
+
+
+def test_a_batching_worker_gives_a_burst_of_64_first_audio_within_a_second_and_no_gaps() -> None:
+    """The issue's target for `emulated:8:0.05:64` on the fake clock: 64 newcomers at once, ~25 s each."""
+    cost = _emulated(8.0)
+    cost.overhead_s = 0.05 + 0.6 / 8
+    sim = Simulation(Scheduler(_emulated_batch(64), batch=64), cost, 0.1, 0)
+    outcomes = sim.run([(0.001 * i, 360) for i in range(64)])
+    assert all(o.done_s is not None for o in outcomes)
+    assert max(o.first_audio_s or math.inf for o in outcomes) <= 1.0
+    assert max(o.worst_gap_s for o in outcomes) <= 0.1
+
+
+def test_a_batching_worker_keeps_256_long_streams_gap_free() -> None:
+    """256 streams of ~50 s started over 10 s: those admitted never stutter; the rest wait for room."""
+    cost = _emulated(8.0)
+    cost.overhead_s = 0.05 + 0.6 / 8
+    sim = Simulation(Scheduler(_emulated_batch(64), batch=64), cost, 0.1, 1)
+    outcomes = sim.run([(10.0 * i / 256, 720) for i in range(256)])
+    assert len(outcomes) == 256 and all(o.done_s is not None for o in outcomes)
+    assert max(o.worst_gap_s for o in outcomes) <= 0.1
+    unbatched = Simulation(Scheduler(_emulated_batch(64)), cost, 0.1, 1)
+    alone = unbatched.run([(10.0 * i / 256, 720) for i in range(256)])
+    assert sum(o.done_s or 0 for o in outcomes) < 0.5 * sum(o.done_s or 0 for o in alone)  # batching pays
+
+
+def _emulated_batch(batch: int) -> CostModel:
+    cost = _emulated(8.0)
+    cost.overhead_s = 0.05 + 0.6 / 8
+    return cost

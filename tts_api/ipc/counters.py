@@ -26,6 +26,11 @@ METRICS: Mapping[str, tuple[MetricKind, str]] = {
     "tts_requests_failed_total": ("counter", "Speech jobs that failed in the worker."),
     "tts_requests_rejected_total": ("counter", "Requests answered with an error before queueing, by status."),
     "tts_chunks_synthesized_total": ("counter", "Text chunks the model synthesized."),
+    "tts_batched_steps_total": (
+        "counter",
+        "Engine steps that synthesized the chunks of several streams at once.",
+    ),
+    "tts_batched_chunks_total": ("counter", "Chunks synthesized in batched steps."),
     "tts_chunks_interrupted_total": ("counter", "Chunks abandoned mid-synthesis because their client left."),
     "tts_audio_seconds_total": ("counter", "Seconds of audio synthesized."),
     "tts_open_encoders": ("gauge", "Audio encoders alive, per worker."),

@@ -3,8 +3,11 @@
 Each piece takes `overhead_s + audio_s / N` of wall time, asleep rather than computing, and is real audio
 of the planned length: one tone per word with Kokoro-like edge silence, and timed tokens, so that the
 whole serving path (front, board, relay, scheduler, seams, timestamps, encoders) runs as it does for the
-model. `--engine emulated:N[:overhead_s]` selects it; it is never the default, and the worker's log line
-and `/health` name it. Useful for load-testing a deployment (nginx, Kubernetes) without burning CPU.
+model. With a batch size B (`emulated:N:OVERHEAD_S:B`) one step may carry the chunks of up to B streams
+and costs `overhead_s` plus its longest member's audio ÷ N: a GPU's shape, where a batched pass costs
+about what its longest member costs alone. `--engine emulated:N[:overhead_s[:B]]` selects it; it is never
+the default, and the worker's log line and `/health` name it. Useful for load-testing a deployment
+(nginx, Kubernetes), or the serving path at a GPU's scale, without burning CPU.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +26,7 @@ from ..settings import EmulatedSpec
 from ..text.planning import Growth
 from ..voices import VoiceBlend
 from .costs import CostModel
-from .speech import Chunks, Interrupted, RawPiece, Utterance
+from .speech import Chunks, Interrupted, RawPiece, RenderJob, Utterance
 
 __all__ = ["EmulatedEngine"]
 
@@ -57,6 +60,11 @@ class EmulatedEngine:
     def name(self) -> str:
         return self.spec.label
 
+    @property
+    def max_batch(self) -> int:
+        """The most streams' chunks one step carries."""
+        return self.spec.batch
+
     def costs(self) -> CostModel:
         """What its pieces cost, known rather than measured: the margins are made, and slept for, too."""
         audio_s_per_char = SECONDS_PER_LETTER * 1.15  # letters, plus the spaces and word gaps around them
@@ -79,15 +87,17 @@ class EmulatedEngine:
         pitch = 110.0 + zlib.crc32(voice.key.encode()) % 120  # each voice its own pitch
 
         def render(chunk_text: str) -> Iterator[RawPiece]:
-            started = time.perf_counter()
-            piece = _piece(chunk_text, speed, pitch)
-            audio_s = len(piece.audio) / SAMPLE_RATE
-            self._sleep(
-                self.spec.overhead_s + audio_s / self.spec.listeners - (time.perf_counter() - started)
-            )
-            yield piece
+            yield from self.render_batch([RenderJob(chunk_text, render, (speed, pitch))])[0]
 
-        return Utterance(chunks, render, speed=speed, growth=growth)
+        return Utterance(chunks, render, speed=speed, growth=growth, params=(speed, pitch))
+
+    def render_batch(self, jobs: Sequence[RenderJob]) -> list[Iterator[RawPiece]]:
+        """The chunks of several utterances in one step: it costs what its longest member costs alone."""
+        started = time.perf_counter()
+        pieces = [_piece(job.text, *job.params) for job in jobs]  # type: ignore[misc]
+        audio_s = max(len(piece.audio) for piece in pieces) / SAMPLE_RATE
+        self._sleep(self.spec.overhead_s + audio_s / self.spec.listeners - (time.perf_counter() - started))
+        return [iter([piece]) for piece in pieces]
 
     def _sleep(self, seconds: float) -> None:
         if self._stop.wait(max(0.0, seconds)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from ..model.layout import ModelDir
 from ..settings import ModelEngine
 from ..text.planning import Growth
 from ..voices import VoiceBlend
-from .speech import Chunks, RawPiece, Utterance
+from .speech import Chunks, RawPiece, RenderJob, Utterance, render_each
 from .vocoders import EDGE_TRIM, SpeechModel, choose_vocoder
 
 __all__ = ["KokoroEngine"]
@@ -63,6 +63,14 @@ class KokoroEngine:
     def name(self) -> str:
         """The decoder engine in use: `onnx` or `torch`."""
         return self.model.vocoder.name
+
+    @property
+    def max_batch(self) -> int:
+        """The most streams' chunks one step carries: one (each chunk alone)."""
+        return 1
+
+    def render_batch(self, jobs: Sequence[RenderJob]) -> list[Iterator[RawPiece]]:
+        return render_each(jobs)
 
     def pipeline(self, lang_code: str) -> KPipeline:
         """The G2P pipeline for a language, created on first use."""

@@ -28,9 +28,11 @@ __all__ = [
     "Interrupted",
     "RawPiece",
     "Render",
+    "RenderJob",
     "SpeechChunk",
     "SpeechEngine",
     "Utterance",
+    "render_each",
     "speak_all",
     "time_text",
 ]
@@ -72,6 +74,16 @@ class SpeechChunk:
 Render = Callable[[str], Iterator[RawPiece]]
 
 
+@dataclass(frozen=True)
+class RenderJob:
+    """A chunk an utterance needs synthesized: its text, the utterance's own renderer, and what an engine
+    that batches needs to synthesize it beside other utterances' chunks (`params`, engine-specific)."""
+
+    text: str
+    render: Render
+    params: object = None
+
+
 class Chunks(Protocol):
     """Where an utterance's chunks come from: a whole text's plan (text/planning.py's ChunkCursor), or a
     text that grows while it is spoken (text/live.py's LiveText). Chunk spans index into `text`."""
@@ -104,9 +116,11 @@ class Utterance:
         speed: float,
         growth: Growth | None = None,
         on_close: Callable[[], None] | None = None,
+        params: object = None,
     ) -> None:
         self.speed = speed
         self._render = render
+        self._params = params
         self._cursor = chunks
         self._growth = growth or Growth()
         self._on_close = on_close
@@ -142,6 +156,12 @@ class Utterance:
 
     def next(self, max_chars: int) -> SpeechChunk | None:
         """Synthesize the next piece, cutting a new chunk of at most `max_chars` if one is needed."""
+        work = self.prepare(max_chars)
+        return self.rendered(work.render(work.text)) if isinstance(work, RenderJob) else work
+
+    def prepare(self, max_chars: int) -> SpeechChunk | RenderJob | None:
+        """The next piece if it needs no synthesis (a pause, the next piece of a split chunk), else the chunk
+        to synthesize, cut at most `max_chars` long, for `rendered` (an engine may batch it with others)."""
         if self._silence_left:
             return self._silence()
         while True:
@@ -162,7 +182,21 @@ class Utterance:
                 if self._silence_left:
                     return self._silence()
                 continue
-            self._chunk, self._pieces = chunk, self._render(chunk.text)
+            self._chunk = chunk
+            return RenderJob(chunk.text, self._render, self._params)
+
+    def rendered(self, pieces: Iterator[RawPiece]) -> SpeechChunk:
+        """The first piece of the chunk `prepare` asked for, from what the engine made of it."""
+        chunk = self._chunk
+        if chunk is None:
+            raise RuntimeError("rendered() without a chunk from prepare()")
+        self._pieces = pieces
+        raw = next(pieces, None)
+        if raw is None:  # the model made nothing of it: go on after the chunk's gap
+            self._pieces = None
+            self._gap_s = chunk.gap_after_s / self.speed
+            return SpeechChunk(audio=silence(0.0), graphemes="", phonemes="", frames=0)
+        return self._shape(raw, chunk)
 
     def _silence(self) -> SpeechChunk:
         """The next piece of a pause (at most SILENCE_PIECE_S)."""
@@ -197,12 +231,18 @@ class Utterance:
 class SpeechEngine(Protocol):
     """What makes sound in a worker: the Kokoro model (engine.py) or the load-testing stand-in (emulated.py).
 
-    `interrupt` (from another thread) makes the piece in flight raise `Interrupted`; `reset` lets the next
-    one run.
+    `render_batch` synthesizes the chunks of up to `max_batch` utterances in one step (`render_each` for an
+    engine that runs them one by one); each iterator gives that chunk's pieces. `interrupt` (from another
+    thread) makes the piece in flight raise `Interrupted`; `reset` lets the next one run.
     """
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def max_batch(self) -> int: ...
+
+    def render_batch(self, jobs: Sequence[RenderJob]) -> list[Iterator[RawPiece]]: ...
 
     def utterance(
         self,
@@ -218,6 +258,11 @@ class SpeechEngine(Protocol):
     def interrupt(self) -> None: ...
 
     def reset(self) -> None: ...
+
+
+def render_each(jobs: Sequence[RenderJob]) -> list[Iterator[RawPiece]]:
+    """Each job's chunk on its own, for engines that do not batch: its pieces are made as they are read."""
+    return [job.render(job.text) for job in jobs]
 
 
 def speak_all(

@@ -5,8 +5,9 @@ pick runs it, deadline first and one chunk at a time: a stream with no audio yet
 admitted and must hear its first audio by its bound (the pick's aging rule); a playing stream is due when
 its player runs dry, and its chunks grow as its plan does (each as large as all before it, at most a
 step's work while others share the worker, never more than its own player has left to cover); a stream
-`max_lead_s` ahead waits. Every chunk costs what the cost model says times the measured error of its
-predictions. The schedule holds if every chunk lands a first chunk's cost before its player runs dry
+`max_lead_s` ahead waits. With an engine that batches, a step also carries the most urgent others, each
+with a chunk no longer than the first's, and costs what that one costs alone. Every chunk costs what the
+cost model says times the measured error of its predictions. The schedule holds if every chunk lands a first chunk's cost before its player runs dry
 (the pick, at the edge of its rules, may run one first-sized chunk the replay did not: with no such guard,
 streams on a fake clock ran dry by 0.1-0.4 s at full load) and no newcomer misses its bound. This is the
 deadline-first schedule itself, not a bound on it: a test with fixed margins and a fluid demand refused
@@ -49,6 +50,7 @@ class Lookahead:
 
     cost: CostModel
     safety: float  # chunks cost this many times what the model says
+    batch: int  # the most streams one step carries
     first_chunk_chars: int
     min_chunk_chars: int
     step_s: float  # the most one chunk may take while other streams share the worker
@@ -78,32 +80,60 @@ class Lookahead:
                 clock = paused[0][0]
                 continue
             _, index, stream = heapq.heappop(self._which(newcomers, playing, clock))
+            guard = 0.0
             if stream.runs_dry is not None and previous not in (None, stream):
                 # Had one more chunk of another stream run first, its smallest chunk must still land.
                 floor_s = self._cost(min(self.first_chunk_chars, stream.left_chars), stream)
                 if clock + self._guard(stream) + floor_s > stream.runs_dry:
                     return False
-            # Near the margin the pick's cuts flip (others "behind" or not), and its chunks of the others may
-            # be larger than replayed: a stream there must land a guard early.
-            guard = 0.0
-            if stream.runs_dry is not None and previous not in (None, stream):
+                # Near the margin the pick's cuts flip (others "behind" or not), and its chunks of the
+                # others may be larger than replayed: a stream there must land a guard early.
                 if stream.runs_dry - clock < 2 * self.margin_s:
                     guard = self._guard(stream)
             previous = stream
             chars = self._chunk(stream, clock, playing, alone=not newcomers and not playing and not paused)
-            clock += self.cost.cost(chars, stream.speed) * self.safety
-            if stream.runs_dry is None:
-                if clock > stream.first_by:
+            riders = self._riders(newcomers, playing, chars)
+            clock += self.cost.cost(chars, stream.speed) * self.safety  # a batch costs its longest member
+            for rider, rider_index, rider_chars, rider_guard in [(stream, index, chars, guard), *riders]:
+                if not self._lands(rider, rider_chars, clock, rider_guard):
                     return False
-                stream.runs_dry = clock
-            elif clock > stream.runs_dry - guard:
+                if rider.left_chars > 0:
+                    self._queue(newcomers, playing, paused, rider_index, rider, clock)
+        return True
+
+    def _riders(
+        self, newcomers: list[tuple[float, int, Ahead]], playing: list[tuple[float, int, Ahead]], chars: int
+    ) -> list[tuple[Ahead, int, int, float]]:
+        """The streams that come along in a batched step whose longest chunk is `chars`: the most urgent,
+        newcomers first, each with a chunk no longer than that (pick_batch's rule)."""
+        riders: list[tuple[Ahead, int, int, float]] = []
+        skipped: list[tuple[float, int, Ahead]] = []
+        while len(riders) < self.batch - 1 and (newcomers or playing):
+            entry = heapq.heappop(newcomers if newcomers else playing)
+            rider = entry[2]
+            own = min(rider.next_chars or self.first_chunk_chars, rider.left_chars)
+            rider_chars = own if rider.runs_dry is None or rider.fixed else min(own, chars)
+            if rider_chars > chars:
+                skipped.append(entry)
+                continue
+            riders.append((rider, entry[1], rider_chars, 0.0))
+        for entry in skipped:
+            heapq.heappush(newcomers if entry[2].runs_dry is None else playing, entry)
+        return riders
+
+    def _lands(self, stream: Ahead, chars: int, clock: float, guard: float) -> bool:
+        """Deliver `chars` of `stream` at `clock`; False if its player ran dry first (within `guard`) or a
+        newcomer's first audio came past its bound."""
+        if stream.runs_dry is None:
+            if clock > stream.first_by:
                 return False
-            stream.runs_dry += self.cost.audio(chars, stream.speed)
-            stream.left_chars -= chars
-            if not stream.fixed:
-                stream.next_chars = min(MAX_CHUNK_CHARS, stream.next_chars + chars)
-            if stream.left_chars > 0:
-                self._queue(newcomers, playing, paused, index, stream, clock)
+            stream.runs_dry = clock
+        elif clock > stream.runs_dry - guard:
+            return False
+        stream.runs_dry += self.cost.audio(chars, stream.speed)
+        stream.left_chars -= chars
+        if not stream.fixed:
+            stream.next_chars = min(MAX_CHUNK_CHARS, stream.next_chars + chars)
         return True
 
     def _queue(

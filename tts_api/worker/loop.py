@@ -29,9 +29,9 @@ from ..ipc.streams import StreamState
 from ..ipc.workers import WorkerProcess
 from ..schemas import PlannedSpeech
 from ..synth.progress import Progress
-from ..synth.speech import Interrupted
+from ..synth.speech import Interrupted, RenderJob
 from .runtime import WorkerRuntime
-from .scheduler import StreamView
+from .scheduler import Pick, StreamView
 from .stream import Step, Stream
 
 __all__ = ["SpeechLoop"]
@@ -100,6 +100,8 @@ class SpeechLoop(LitLoop):
                 started = None
             self._poll()
             self._admit()
+            if not self._admit_more():
+                break
             self._ahead = not self._run_one(started)
             self._report()
         self._stop_all(TTSError("the worker stopped before this request finished"))
@@ -266,6 +268,18 @@ class SpeechLoop(LitLoop):
             stream.expect(waiting.view.remaining_chars)
         self.streams[stream.key] = stream
 
+    def _admit_more(self) -> bool:
+        """With an engine that batches, take and admit more of what waits before the step (up to a batch's
+        worth), so that a burst of newcomers gets its first chunks in one step; False when LitServe asks
+        the loop to stop."""
+        for _ in range(self.scheduler.batch - 1):
+            if self.waiting is not None or not self.streams or self._queue_size() == 0:
+                return True
+            if not self._take():
+                return False
+            self._admit()
+        return True
+
     def _hand_back(self, waiting: _Waiting) -> None:
         """Put a request this worker cannot start back in the shared queue, for a sibling with room."""
         self.waiting = None
@@ -277,16 +291,21 @@ class SpeechLoop(LitLoop):
         return [s.view for s in self.streams.values()]
 
     def _run_one(self, started: float | None = None) -> bool:
-        """Run the chunk the scheduler picks; False when no stream may run now.
+        """Run the step the scheduler picks (one stream's chunk, or a batch of several); False when no
+        stream may run now.
 
         `started`: when this round began, if it did not wait for work. The chunk is then costed from there:
         the board round trip, admission and picking are paid once per chunk too, and with a fast engine
         (a GPU, emulated:200) they are a good part of it.
         """
         waiting = self.waiting is not None or self._queued_since is not None
-        pick = self.scheduler.pick(time.monotonic(), self._views(), waiting=waiting)
-        if pick is None:
+        picks = self.scheduler.pick_batch(time.monotonic(), self._views(), waiting=waiting)
+        if not picks:
             return False
+        if len(picks) > 1:
+            self._run_batch(picks, started)
+            return True
+        pick = picks[0]
         stream = self.streams[pick.key]
         try:
             step = self.runtime.step(stream, pick.max_chars)
@@ -295,9 +314,7 @@ class SpeechLoop(LitLoop):
             stream.interrupted = True
             return True
         except Exception as exc:
-            del self.streams[stream.key]
-            self._release(stream)
-            self._fail(stream.uid, stream.reply_to, stream.ticket, exc)
+            self._drop(stream, exc)
             return True
         if started is not None:
             step.compute_s = max(step.compute_s, time.monotonic() - started)
@@ -317,6 +334,47 @@ class SpeechLoop(LitLoop):
             )
         self._deliver(stream, step)
         return True
+
+    def _run_batch(self, picks: list[Pick], started: float | None) -> None:
+        """One engine step for several streams: each prepares its chunk (a pause or an ending needs none),
+        the engine synthesizes the chunks together, and each stream's audio goes out."""
+        jobs: list[tuple[Stream, RenderJob]] = []
+        for pick in picks:
+            stream = self.streams[pick.key]
+            try:
+                work = stream.prepare(pick.max_chars)
+            except Exception as exc:
+                self._drop(stream, exc)
+                continue
+            if isinstance(work, Step):
+                work.costed = False  # made without the engine, or before this step: it says nothing of costs
+                self._deliver(stream, work)
+            else:
+                jobs.append((stream, work))
+        if not jobs:
+            return
+        try:
+            steps = self.runtime.step_batch(jobs)
+        except Interrupted:  # every one of their clients left mid-step: the next _poll drops them
+            for stream, _ in jobs:
+                stream.interrupted = True
+            return
+        except Exception as exc:
+            for stream, _ in jobs:
+                self._drop(stream, exc)
+            return
+        if started is not None:
+            for step in steps:
+                step.compute_s = max(step.compute_s, time.monotonic() - started)
+        logger.debug("batched step: %d streams, %.2f s", len(steps), steps[0].compute_s)
+        for (stream, _), step in zip(jobs, steps, strict=True):
+            self._deliver(stream, step)
+
+    def _drop(self, stream: Stream, exc: Exception) -> None:
+        """The stream failed: release it and tell its client."""
+        del self.streams[stream.key]
+        self._release(stream)
+        self._fail(stream.uid, stream.reply_to, stream.ticket, exc)
 
     def _deliver(self, stream: Stream, step: Step) -> None:
         view, now = stream.view, time.monotonic()

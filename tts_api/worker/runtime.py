@@ -24,7 +24,7 @@ from ..synth.costs import CostModel
 from ..synth.emulated import EmulatedEngine
 from ..synth.encoders import Encoder
 from ..synth.progress import Progress
-from ..synth.speech import SpeechEngine, time_text
+from ..synth.speech import RenderJob, SpeechEngine, time_text
 from ..voices import VoiceCatalogue, installed_languages
 from .scheduler import Scheduler
 from .stream import Step, Stream
@@ -113,11 +113,13 @@ class WorkerRuntime:
             policy=settings.scheduler,
             max_lead_s=settings.max_lead_s,
             max_active=settings.max_streams_per_worker,
+            batch=engine.max_batch,
         )
         runtime = cls(engine, scheduler, shared, context, worker=os.environ.get("LITSERVE_WORKER_ID", "0"))
         logger.info(
             "worker %s ready on %s (%s engine, %d threads) in %.1f s: %.2f audio s per s, %.3f s per chunk "
-            "(%s); %s scheduler, chunks of %d+ characters, steps up to %.2f s, streams %s",
+            "(%s); %s scheduler, chunks of %d+ characters, steps up to %.2f s of up to %d streams; streams "
+            "%s",
             runtime.pid,
             device,
             engine.name,
@@ -129,6 +131,7 @@ class WorkerRuntime:
             scheduler.policy,
             scheduler.min_chunk_chars,
             scheduler.max_step_s,
+            scheduler.batch,
             scheduler.max_active or "as the schedule allows",
         )
         if settings.emulated:
@@ -166,6 +169,23 @@ class WorkerRuntime:
         with self.watch.chunk(stream.key):
             return stream.step(max_chars)
 
+    def step_batch(self, jobs: list[tuple[Stream, RenderJob]]) -> list[Step]:
+        """Synthesize the chunks several streams' `prepare` asked for in one engine step, and encode each;
+        Interrupted only if every one of their clients leaves meanwhile. The step's cost is learned once,
+        for its longest member: a batched step costs about what that one costs alone."""
+        started = time.perf_counter()
+        with self.watch.chunk(*(stream.key for stream, _ in jobs)):
+            outputs = self.engine.render_batch([job for _, job in jobs])
+            steps = [stream.finish(pieces) for (stream, _), pieces in zip(jobs, outputs, strict=True)]
+        compute_s = time.perf_counter() - started
+        self.counters.add("tts_batched_steps_total")
+        self.counters.add("tts_batched_chunks_total", len(steps))
+        longest = max(steps, key=lambda step: step.chars)
+        for step in steps:
+            step.costed = step is longest
+            step.compute_s = compute_s
+        return steps
+
     # --- The board -----------------------------------------------------------------------------------
 
     def poll(self, keys: list[str], take: list[str] | None = None) -> dict[str, StreamState]:
@@ -195,7 +215,7 @@ class WorkerRuntime:
     def learn(self, stream: Stream, step: Step) -> None:
         """Count a synthesized chunk and fold it into the cost model."""
         self.counters.add("tts_chunks_synthesized_total")
-        if step.chars:
+        if step.chars and step.costed:
             self.scheduler.cost.learn(step.chars, stream.view.speed, step.compute_s, step.audio_s)
 
     def completed(self, stream: Stream) -> None:

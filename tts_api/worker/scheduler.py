@@ -148,6 +148,7 @@ class Scheduler:
     margin_s: float = 1.0  # aim to deliver each chunk this long before the player needs it
     max_lead_s: float = 30.0  # never synthesize further ahead of what the client has taken
     max_active: int = 0  # a cap on streams per worker set by the operator; 0: the demand test decides
+    batch: int = 1  # the most streams one step may carry (the engine's batch size)
     first_chunk_chars: int = FIRST_CHUNK_CHARS  # a few words: the first audio should come quickly
     chunk_overheads: float = 10.0  # a chunk cut for the others' sake still costs this many fixed costs
     min_chunk_floor: int = 20  # ...and has at least this many characters (a few words)
@@ -217,6 +218,28 @@ class Scheduler:
             if not chosen.playing:
                 chosen = self._protect_playing(now, chosen, ready)
         return Pick(chosen.key, self._max_chars(now, chosen, ready, waiting, latest))
+
+    def pick_batch(self, now: float, streams: Sequence[StreamView], *, waiting: bool = False) -> list[Pick]:
+        """The streams that ride in the next step, the one `pick` chooses first: a batched step costs about
+        what its longest member costs alone, so the others come along as long as their chunks are no longer
+        than its chunk, the most urgent first (newcomers get their first chunks together)."""
+        leader = self.pick(now, streams, waiting=waiting)
+        if leader is None or self.batch <= 1 or self.policy == "fifo":
+            return [] if leader is None else [leader]
+        picks = [leader]
+        first = next(s for s in streams if s.key == leader.key)
+        longest = min(leader.max_chars, first.plan_chars or leader.max_chars)  # what the leader will take
+        others = sorted(
+            (s for s in streams if s.key != leader.key and self.eligible(s)),
+            key=lambda s: (self.deadline(s, now), s.arrived_s),
+        )
+        for stream in others:
+            if len(picks) >= self.batch:
+                break
+            chars = stream.fixed_chars or (self.first_chunk_chars if not stream.playing else longest)
+            if chars <= longest:
+                picks.append(Pick(stream.key, chars))
+        return picks
 
     def _latest_start(self, newcomers: Sequence[StreamView]) -> float:
         """When the first of `newcomers` (in start-by order) must start so that each, one after another,
@@ -312,6 +335,7 @@ class Scheduler:
         lookahead = Lookahead(
             self.cost,
             safety,
+            self.batch,
             self.first_chunk_chars,
             self.min_chunk_chars,
             self.step_cap_s(now, waiting=False),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Iterator
 
 from ..errors import InputTooLong, InvalidRequest
 from ..formats import SAMPLE_RATE
@@ -21,7 +22,7 @@ from ..schemas import PlannedSpeech
 from ..settings import DEFAULT_MAX_AUDIO_S, DEFAULT_MAX_PAUSE_S
 from ..synth.encoders import Encoder, Patch, open_encoder
 from ..synth.progress import Progress
-from ..synth.speech import Chunks, SpeechEngine
+from ..synth.speech import Chunks, RawPiece, RenderJob, SpeechChunk, SpeechEngine
 from ..text.live import LiveText, TextOverflow
 from ..text.planning import ChunkCursor
 from ..text.segmentation import InvalidPauseTag
@@ -40,6 +41,7 @@ class Step:
         self.audio_s = 0.0
         self.compute_s = 0.0
         self.done = False  # the stream has said everything; frames end with its end frame
+        self.costed = True  # the cost model learns from it (in a batch, only from its longest member)
 
 
 class Stream:
@@ -100,23 +102,37 @@ class Stream:
         return self.ticket.key
 
     def step(self, max_chars: int) -> Step:
-        """Synthesize the next chunk (at most `max_chars` of text) and encode it; the frames to send.
+        """Synthesize the next chunk (at most `max_chars` of text) and encode it; the frames to send."""
+        started = time.perf_counter()
+        work = self.prepare(max_chars)
+        step = work if isinstance(work, Step) else self.finish(work.render(work.text))
+        step.compute_s = time.perf_counter() - started
+        return step
+
+    def prepare(self, max_chars: int) -> Step | RenderJob:
+        """The next step if it needs no synthesis (a pause, nothing to say now, the end), else the chunk to
+        synthesize (at most `max_chars` of text) for `finish`: the worker may batch it with others'.
 
         A seeded request keeps to the lone-stream plan whatever the load, so that its audio is the same
         every time; the others take the scheduler's limit too.
         """
-        step = Step()
         budget = self._utterance.budget
         if self.speech.request.seed is None:
             budget = min(budget, max_chars)
-        started = time.perf_counter()
         try:
-            piece = self._utterance.next(budget)
+            work = self._utterance.prepare(budget)
         except InvalidPauseTag as exc:  # only live text is cut here: a whole request's was checked
             raise InvalidRequest(str(exc), param="text", code="invalid_pause_tag") from None
         except TextOverflow as exc:  # its pauses added up past the bound
             raise InputTooLong(str(exc), param="text", code="pause_too_long") from None
-        step.compute_s = time.perf_counter() - started
+        return work if isinstance(work, RenderJob) else self._encode(work)
+
+    def finish(self, pieces: Iterator[RawPiece]) -> Step:
+        """Encode the first piece of the chunk `prepare` asked for, from what the engine made of it."""
+        return self._encode(self._utterance.rendered(pieces))
+
+    def _encode(self, piece: SpeechChunk | None) -> Step:
+        step = Step()
         if piece is None and not self._utterance.done:
             self.waiting = True  # a live stream with nothing sure to say: no work until more text comes
             if self.live is not None and self.live.drained and not self._idle_said:

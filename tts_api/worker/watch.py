@@ -29,12 +29,13 @@ LOG_EVERY_S = 60.0  # a failure that persists is logged again this often
 
 
 class ChunkWatch:
-    """`with watch.chunk(key): ...` resets the engine, then interrupts it if `key` stops meanwhile."""
+    """`with watch.chunk(key, ...): ...` resets the engine, then interrupts it if every one of the keys
+    stops meanwhile (a batched step goes on while any of its streams still wants its chunk)."""
 
     def __init__(self, board: BoardProxy, interrupt: Callable[[], None], reset: Callable[[], None]) -> None:
         self._board, self._interrupt, self._reset = board, interrupt, reset
         self._lock = threading.Condition()
-        self._key: str | None = None
+        self._keys: tuple[str, ...] | None = None
         self._generation = 0
         self._failures = 0
         self._logged_at = -LOG_EVERY_S
@@ -42,27 +43,27 @@ class ChunkWatch:
         self._thread.start()
 
     @contextlib.contextmanager
-    def chunk(self, key: str) -> Iterator[None]:
+    def chunk(self, *keys: str) -> Iterator[None]:
         with self._lock:
-            self._key, self._generation = key, self._generation + 1
+            self._keys, self._generation = keys, self._generation + 1
             self._reset()  # under the lock: a late interrupt meant for the previous chunk cannot land after
             self._lock.notify()
         try:
             yield
         finally:
             with self._lock:
-                self._key = None
+                self._keys = None
 
     def _run(self) -> None:
         while True:
             with self._lock:
-                while self._key is None:
+                while self._keys is None:
                     self._lock.wait()
-                key, generation = self._key, self._generation
+                keys, generation = self._keys, self._generation
             pause = WATCH_EVERY_S
             while self._watching(generation, pause):
                 try:
-                    if self._stopped(key, generation):
+                    if self._stopped(keys, generation):
                         break
                 except Exception as exc:
                     self._failed(exc)
@@ -71,15 +72,16 @@ class ChunkWatch:
                 self._recovered()
                 pause = WATCH_EVERY_S
             with self._lock:  # wait for the next chunk
-                while self._generation == generation and self._key is not None:
+                while self._generation == generation and self._keys is not None:
                     self._lock.wait()
 
-    def _stopped(self, key: str, generation: int) -> bool:
-        """Read the entry and interrupt the engine if its stream stopped; True when that settles the chunk."""
-        if not self._board.poll([key])[key].stopped:
+    def _stopped(self, keys: tuple[str, ...], generation: int) -> bool:
+        """Read the entries and interrupt the engine if all their streams stopped; True when that settles
+        the chunk."""
+        if not all(state.stopped for state in self._board.poll(list(keys)).values()):
             return False
         with self._lock:
-            if self._generation == generation and self._key is not None:
+            if self._generation == generation and self._keys is not None:
                 self._interrupt()
         return True
 
@@ -106,5 +108,5 @@ class ChunkWatch:
         """Still the same chunk after `wait_s`?"""
         with self._lock:
             if wait_s:
-                self._lock.wait_for(lambda: self._generation != generation or self._key is None, wait_s)
-            return self._generation == generation and self._key is not None
+                self._lock.wait_for(lambda: self._generation != generation or self._keys is None, wait_s)
+            return self._generation == generation and self._keys is not None
