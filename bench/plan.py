@@ -68,6 +68,8 @@ class Plan:
     agent_barge_in_trials: int
     agent_conversation_texts: tuple[str, ...]
     agent_max_conversations: int
+    # Figure 13: k chunks one by one against one batched pass of the model (bench/batching.py); none: skipped.
+    batch_sizes: tuple[int, ...] = ()
     # Start each later server while the one before it is measured: the quick run's timings are not
     # read, and start-ups are most of its minutes; the full run starts each on a quiet machine.
     start_ahead: bool = False
@@ -112,6 +114,7 @@ FULL = Plan(
     agent_barge_in_trials=3,
     agent_conversation_texts=(AGENT_REPLIES[2], AGENT_REPLIES[6], AGENT_REPLIES[11]),
     agent_max_conversations=32,
+    batch_sizes=(1, 2, 4),
 )
 
 QUICK = Plan(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .agent_report import agent_table, agent_target_lines
+from .batching_report import batching_table
 from .engine_figures import engine_tables, engine_target_lines
 from .goodput_report import goodput_tables, scale_table
 from .plan import SIZES
@@ -80,6 +81,7 @@ def render_table(result: dict[str, Any]) -> str:
         scale_table(figures["scale"]),
         *engine_tables(figures["engines"], figures.get("quality")),
         *([agent_table(figures["agents"], result["targets"])] if "agents" in figures else []),
+        *([batching_table(figures["batching"])] if "batching" in figures else []),
     ):
         lines += [*table, ""]
     targets = result["targets"]

@@ -22,6 +22,7 @@ from typing import Any
 from tts_api.settings import Settings
 
 from .agents import measure_agents
+from .batching import measure_batching
 from .cancellation import measure_cancellation
 from .client import speak
 from .engines import engine_of, measure_engine, worker_capacity
@@ -42,6 +43,7 @@ __all__ = ["main"]
 
 RESULTS = ROOT / "bench" / "results"
 SCHEMA = "tts-api-bench/1"
+BATCHING_REPEATS = 2  # figure 13: each path's median of this many passes, taking turns
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -297,6 +299,11 @@ def measure(
             )
 
         load.phase("starting emulated:200", measured=False)
+        if plan.batch_sizes:
+            _progress(
+                started, f"figure 13: {', '.join(map(str, plan.batch_sizes))} chunks, one by one and batched"
+            )
+            raw["batching"] = measure_batching(model_dir, plan.batch_sizes, repeats=BATCHING_REPEATS)
         _progress(started, f"figure 8: {', '.join(map(str, plan.scale_streams))} streams on emulated:200")
         scale = launcher.take("scale", scale_flags).wait_ready()
         _warm_up(scale, ("pcm",))

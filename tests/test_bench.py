@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bench.batching_report import batching_figure, batching_table
 from bench.stats import histogram_quantile, summarize
 from tests.background import Background
 
@@ -282,3 +283,24 @@ def test_the_hypervisors_steal_is_not_counted_as_other_programs(monkeypatch: pyt
     assert phase["steal_cpu_s"] == 4.0
     assert phase["other_cpu_s"] <= 10.0  # 8 user + 2 system, less what this process used meanwhile
     assert meter.summary()["steal_share"] > 0
+
+
+def test_figure_13_says_whether_batching_pays_from_its_own_rows() -> None:
+    def row(k: int, gain: float) -> dict[str, float]:
+        keys = ("s", "front_s", "decoder_s", "cpu_s")
+        return {
+            "k": k,
+            "audio_s": 6.0 * k,
+            "one_by_one_s": 7.0 * k,
+            "batched_s": 7.0 * k / gain,
+            "max_abs_diff": 0.01,
+            **{f"gain_{key}": gain for key in keys},
+        }
+
+    loses = batching_figure([row(1, 0.95), row(2, 0.9), row(4, 0.76)])
+    assert not loses["pays"] and "does not pay" in loses["verdict"]
+    pays = batching_figure([row(1, 1.0), row(4, 2.5)])
+    assert pays["pays"] and "k=4" in pays["verdict"]
+    table = batching_table(pays)
+    assert table[0].startswith("**13. Batched synthesis**")
+    assert table[5].startswith("| 4 | 24.0 | 28.00 | 11.20 |")

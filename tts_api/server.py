@@ -78,6 +78,11 @@ def parse_flags(argv: list[str] | None, prog: str | None = None) -> dict[str, ob
         help="streams a worker synthesizes at once (default: the real-time streams it can feed)",
     )
     parser.add_argument(
+        "--batch",
+        type=int,
+        help="streams whose chunks the model synthesizes in one pass (default: 1 on a CPU, 16 on a GPU)",
+    )
+    parser.add_argument(
         "--max-lead",
         type=float,
         dest="max_lead_s",

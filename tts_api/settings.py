@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     scheduler: SchedulerPolicy = "edf"
     # Streams one worker synthesizes at once; 0 = the real-time streams it can feed (measured at start-up).
     max_streams_per_worker: int = Field(default=0, ge=0)
+    # Streams whose chunks the Kokoro engine synthesizes in one pass; 0 = 1 on a CPU (a batch costs what its
+    # members cost one by one there: bench/batching.py), BATCH_ON_GPU on a GPU.
+    batch: int = Field(default=0, ge=0)
     # Never synthesize more than this many seconds of audio ahead of what the client has read.
     max_lead_s: float = Field(default=30.0, gt=0)
     # A streaming client that reads nothing for this long is cut off and its synthesis cancelled.

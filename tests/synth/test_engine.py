@@ -12,8 +12,9 @@ import torch
 from tts_api.model import g2p as g2p_module
 from tts_api.model.g2p import G2PUnavailable
 from tts_api.synth.engine import KokoroEngine
-from tts_api.synth.speech import speak_all
-from tts_api.text.planning import plan_chunks
+from tts_api.synth.speech import RenderJob, render_each, speak_all
+from tts_api.text.planning import ChunkCursor, plan_chunks
+from tts_api.text.segmentation import segment
 from tts_api.voices import VoiceBlend, VoiceCatalogue
 
 
@@ -77,3 +78,38 @@ def test_a_missing_spacy_model_is_explained_not_downloaded(
     monkeypatch.setitem(g2p_module.SPACY_ALIASES, "en_core_web_sm", "en_core_web_sm_not_installed")
     with pytest.raises(G2PUnavailable, match="pip install en-core-web-sm-not-installed"):
         engine.pipeline("b")
+
+
+def test_a_batched_step_gives_each_utterance_what_it_gets_alone(tiny_model_dir: Path) -> None:
+    """Three utterances of different lengths, voices and speeds: synthesized in one batched pass, each chunk
+    has the durations (so the word timings) it has alone, the same length, and its audio within rounding
+    (the LSTMs round differently in a batch; the sine source adds that up over the chunk)."""
+    engine = KokoroEngine(tiny_model_dir, "cpu", batch=3)
+    cases = [
+        ("Hi.", "af_bella", 1.0),
+        ("The quick brown fox jumps over the lazy dog, twice.", "af_sky", 1.2),
+        ("A middle one, of some length.", "af_bella", 0.8),
+    ]
+
+    def jobs() -> list[RenderJob]:
+        made = []
+        for text, voice, speed in cases:
+            utterance = engine.utterance(
+                ChunkCursor(segment(text)), VoiceBlend(((voice, 1.0),)), speed=speed, lang_code="a", seed=7
+            )
+            job = utterance.prepare(360)
+            assert isinstance(job, RenderJob)
+            made.append(job)
+        return made
+
+    alone = [list(pieces) for pieces in render_each(jobs())]
+    passes: list[int] = []
+    model_batch = engine.model.batch
+    engine.model.batch = lambda pieces: passes.append(len(pieces)) or model_batch(pieces)  # type: ignore[method-assign]
+    batched = [list(pieces) for pieces in engine.render_batch(jobs())]
+    assert passes == [3]  # one pass for all three
+    for (want,), (got,) in zip(alone, batched, strict=True):
+        assert got.frames == want.frames and got.phonemes == want.phonemes
+        assert [(t.start_ts, t.end_ts) for t in got.tokens] == [(t.start_ts, t.end_ts) for t in want.tokens]
+        assert got.audio.shape == want.audio.shape
+        assert float(np.abs(got.audio - want.audio).max()) < 0.02

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -30,6 +33,24 @@ def _fresh_seed() -> int:
     return int.from_bytes(os.urandom(8), "little") >> 1
 
 
+@dataclass(frozen=True)
+class _Params:
+    """What synthesizing one utterance's chunk takes: its G2P, voice, speed and random generator."""
+
+    pipeline: KPipeline
+    pack: torch.Tensor
+    speed: float
+    rng: torch.Generator
+
+
+def _raw(result: Any, output: Any) -> RawPiece:
+    """A G2P result and the model's output for it as a raw piece, its tokens timed."""
+    if result.tokens:
+        KPipeline.join_timestamps(result.tokens, output.pred_dur)
+    audio = output.audio.detach().cpu().numpy().astype(np.float32, copy=False)
+    return RawPiece(audio, result.graphemes, result.phonemes, int(output.pred_dur.sum()), result.tokens or ())
+
+
 class KokoroEngine:
     """Synthesizes speech with one KModel shared by one G2P pipeline per language.
 
@@ -48,9 +69,11 @@ class KokoroEngine:
         threads: int = 1,
         trim_silence: bool = True,
         preload_languages: str = "a",
+        batch: int = 1,
     ) -> None:
         self.files = ModelDir(Path(model_dir)).require()
         self.device = device
+        self.batch = batch
         kmodel = load_model(self.files, device)
         vocoder = choose_vocoder(engine, kmodel, self.files, threads)
         self.model = SpeechModel(kmodel, vocoder, EDGE_TRIM if trim_silence else None)
@@ -66,11 +89,30 @@ class KokoroEngine:
 
     @property
     def max_batch(self) -> int:
-        """The most streams' chunks one step carries: one (each chunk alone)."""
-        return 1
+        """The most streams' chunks one step carries."""
+        return self.batch
 
     def render_batch(self, jobs: Sequence[RenderJob]) -> list[Iterator[RawPiece]]:
-        return render_each(jobs)
+        """Each job's first piece synthesized in one batched pass (SpeechModel.batch); a chunk the model
+        splits past its phoneme limit makes its later pieces on its own."""
+        if len(jobs) == 1 or self.batch == 1:
+            return render_each(jobs)
+        firsts: list[tuple[Any, _Params]] = []
+        rests: list[Iterator[Any]] = []
+        for job in jobs:
+            params = cast(_Params, job.params)
+            results = (r for r in params.pipeline(job.text, split_pattern=None) if r.phonemes)
+            firsts.append((next(results, None), params))
+            rests.append(results)
+        spoken = [(result, params) for result, params in firsts if result is not None]
+        outputs = iter(
+            self.model.batch([(r.phonemes, p.pack[len(r.phonemes) - 1], p.speed, p.rng) for r, p in spoken])
+        )
+        pieces: list[Iterator[RawPiece]] = []
+        for (result, params), rest in zip(firsts, rests, strict=True):
+            first = [] if result is None else [_raw(result, next(outputs))]
+            pieces.append(itertools.chain(first, (self._piece(r, params) for r in rest)))
+        return pieces
 
     def pipeline(self, lang_code: str) -> KPipeline:
         """The G2P pipeline for a language, created on first use."""
@@ -113,23 +155,27 @@ class KokoroEngine:
 
         Kokoro's vocoder draws random noise; a `seed` makes it reproducible.
         """
-        pipeline = self.pipeline(lang_code)
-        pack = self.voice(voice)
-        rng = self.model.generator(seed if seed is not None else _fresh_seed())
+        params = _Params(
+            self.pipeline(lang_code),
+            self.voice(voice),
+            speed,
+            self.model.generator(seed if seed is not None else _fresh_seed()),
+        )
 
         def render(chunk_text: str) -> Iterator[RawPiece]:
             # G2P only (no model in the pipeline): the model runs here, with this request's generator.
-            for result in pipeline(chunk_text, split_pattern=None):
-                if not result.phonemes:
-                    continue
-                output = self.model(result.phonemes, pack[len(result.phonemes) - 1], speed, rng)
-                if result.tokens:
-                    KPipeline.join_timestamps(result.tokens, output.pred_dur)
-                audio = output.audio.detach().cpu().numpy().astype(np.float32, copy=False)
-                frames = int(output.pred_dur.sum())
-                yield RawPiece(audio, result.graphemes, result.phonemes, frames, result.tokens or ())
+            for result in params.pipeline(chunk_text, split_pattern=None):
+                if result.phonemes:
+                    yield self._piece(result, params)
 
-        return Utterance(chunks, render, speed=speed, growth=growth)
+        return Utterance(chunks, render, speed=speed, growth=growth, params=params)
+
+    def _piece(self, result: Any, params: _Params) -> RawPiece:
+        """Synthesize one G2P result alone."""
+        return _raw(
+            result,
+            self.model(result.phonemes, params.pack[len(result.phonemes) - 1], params.speed, params.rng),
+        )
 
     def interrupt(self) -> None:
         """Stop the synthesis in flight (from another thread): the utterance raises Interrupted."""

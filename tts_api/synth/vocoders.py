@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from kokoro import KModel
 
+from ..model.batched import decode_batch, front_batch
 from ..model.edges import EdgeTrim, trim_edges
 from ..model.export import INPUTS, export_path, verified_export
 from ..model.layout import ModelDir
@@ -228,16 +230,43 @@ class SpeechModel:
         self, phonemes: str, ref_s: torch.Tensor, speed: float, generator: torch.Generator
     ) -> KModel.Output:
         """Synthesize one piece; the sine source's random draws come from `generator` (the request's)."""
-        ids = [i for i in (self.model.vocab.get(p) for p in phonemes) if i is not None]
-        if len(ids) + 2 > self.model.context_length:
-            raise ValueError(f"{len(ids)} phonemes is more than the model's context")
-        input_ids = torch.LongTensor([[0, *ids, 0]]).to(self.device)
-        inputs = front(self.model, input_ids, ref_s.to(self.device), speed)
+        inputs = front(self.model, self._ids(phonemes), ref_s.to(self.device), speed)
         if self.trim is not None:
             inputs = trim_edges(inputs, self.trim)
         rand_ini, noise = draw_noise(inputs.f0.shape[-1], generator)
         audio = self.vocoder.decode(inputs, rand_ini, noise)
         return KModel.Output(audio=audio.cpu(), pred_dur=inputs.pred_dur.cpu())
+
+    def batch(
+        self, pieces: Sequence[tuple[str, torch.Tensor, float, torch.Generator]]
+    ) -> list[KModel.Output]:
+        """Synthesize several pieces (phonemes, voice vector, speed, generator) in one pass: the front
+        batched, and the decoder too on the torch vocoder (model/batched.py); each gets what it would alone
+        (its durations exactly, its audio within rounding)."""
+        fronts = front_batch(
+            self.model,
+            [self._ids(phonemes) for phonemes, _, _, _ in pieces],
+            [ref_s.to(self.device) for _, ref_s, _, _ in pieces],
+            [speed for _, _, speed, _ in pieces],
+        )
+        inputs = [trim_edges(i, self.trim) for i in fronts] if self.trim is not None else fronts
+        noises = [draw_noise(i.f0.shape[-1], p[3]) for i, p in zip(inputs, pieces, strict=True)]
+        vocoder = self.vocoder
+        if type(vocoder) is TorchVocoder:
+            moved = [(r.to(self.device), n.to(self.device)) for r, n in noises]
+            audios = decode_batch(vocoder.decoder, inputs, moved)
+        else:  # onnx and bf16 decode one piece at a time
+            audios = [vocoder.decode(i, r, n) for i, (r, n) in zip(inputs, noises, strict=True)]
+        return [
+            KModel.Output(audio=a.cpu(), pred_dur=i.pred_dur.cpu())
+            for a, i in zip(audios, inputs, strict=True)
+        ]
+
+    def _ids(self, phonemes: str) -> torch.Tensor:
+        ids = [i for i in (self.model.vocab.get(p) for p in phonemes) if i is not None]
+        if len(ids) + 2 > self.model.context_length:
+            raise ValueError(f"{len(ids)} phonemes is more than the model's context")
+        return torch.LongTensor([[0, *ids, 0]]).to(self.device)
 
     def interrupt(self) -> None:
         """Stop the synthesis in flight (from another thread); it raises Interrupted."""

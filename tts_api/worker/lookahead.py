@@ -7,9 +7,11 @@ its player runs dry, and its chunks grow as its plan does (each as large as all 
 step's work while others share the worker, never more than its own player has left to cover); a stream
 `max_lead_s` ahead waits. With an engine that batches, a step also carries the most urgent others, each
 with a chunk no longer than the first's, and costs what that one costs alone. Every chunk costs what the
-cost model says times the measured error of its predictions. The schedule holds if every chunk lands a first chunk's cost before its player runs dry
-(the pick, at the edge of its rules, may run one first-sized chunk the replay did not: with no such guard,
-streams on a fake clock ran dry by 0.1-0.4 s at full load) and no newcomer misses its bound. This is the
+cost model says times the measured error of its predictions. The schedule holds if no player runs dry
+and no newcomer misses its bound. Where a stream's turn comes after another stream's, the replay may be
+one chunk off the pick (near the margin the pick's cuts flip), so there it must land a guard early (a
+first chunk's cost, at most half the margin) and its smallest chunk must fit after one more of another's:
+without that, streams on a fake clock ran dry by 0.1-0.4 s at full load. This is the
 deadline-first schedule itself, not a bound on it: a test with fixed margins and a fluid demand refused
 newcomers that the schedule had room for (17 % of listeners good on `emulated:8` at 80 % load, where a
 plain deadline-first worker serves ~85 % well).

@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 # as the chunks a long text is cut into (what the capacity gauge speaks for); the cost model keeps learning
 # from every chunk afterwards (a start-up on a busy machine is corrected within a few).
 WARMUP_TEXT = "Hello there."
+# Streams per batched step on a GPU unless --batch says otherwise: where a pass of 16 short chunks costs about
+# what one does (not yet measured on a GPU by this server: see docs/engines.md).
+BATCH_ON_GPU = 16
 CALIBRATION_TEXTS = (
     "Hello there, good morning.",
     "This sentence is synthesized at start-up, to measure how fast this worker speaks.",
@@ -271,6 +274,11 @@ def _load_engine(settings: Settings, device: str) -> tuple[SpeechEngine, int]:
     torch.set_num_threads(threads)
     model_engine = cast(ModelEngine, settings.engine)
     engine = KokoroEngine(
-        settings.model_dir, device, engine=model_engine, threads=threads, trim_silence=settings.trim_silence
+        settings.model_dir,
+        device,
+        engine=model_engine,
+        threads=threads,
+        trim_silence=settings.trim_silence,
+        batch=settings.batch or (BATCH_ON_GPU if device.startswith("cuda") else 1),
     )
     return engine, threads
