@@ -203,12 +203,15 @@ def test_goodput_compares_both_policies_on_the_real_and_the_emulated_engine(quic
             assert set(data["open_loop"]) == {"80%"}
             for run in data["open_loop"].values():
                 assert run["arrivals_per_s"] > 0 and run["errors"] == 0 and run["server_cpu_s"] > 0
+                if run["complete"]:  # the plain deadline-first worker on the same arrivals
+                    assert 0 <= run["yardstick_good_share"] <= 1
             wait = data["first_chunk_wait"]
             assert wait["bound_s"] > 0 and (wait["worst_s"] is None or wait["worst_s"] >= 0)
     assert (
         scenarios["real engine"]["policies"]["edf"]["cancellation_under_load"]["synthesized_audio_s"]
         is not None
     )
+    assert "emulated_8_good_share_near_the_yardstick" in quick.result["targets"]
 
 
 def test_the_scale_run_names_where_the_serving_path_spends_its_cpu(quick: QuickRun) -> None:
