@@ -26,6 +26,10 @@ METRICS: Mapping[str, tuple[MetricKind, str]] = {
     "tts_requests_failed_total": ("counter", "Speech jobs that failed in the worker."),
     "tts_requests_rejected_total": ("counter", "Requests answered with an error before queueing, by status."),
     "tts_chunks_synthesized_total": ("counter", "Text chunks the model synthesized."),
+    "tts_cost_error_factor": (
+        "gauge",
+        "How much slower than its cost model a worker's recent chunks ran, at worst.",
+    ),
     "tts_batched_steps_total": (
         "counter",
         "Engine steps that synthesized the chunks of several streams at once.",

@@ -258,6 +258,7 @@ class WorkerRuntime:
         counters.set("tts_worker_capacity", capacity, worker=worker, engine=self.engine.name)
         bound = scheduler.max_step_s + scheduler.cost.cost(scheduler.first_chunk_chars, 1.0)
         counters.set("tts_first_chunk_bound_seconds", bound, worker=worker)
+        counters.set("tts_cost_error_factor", scheduler.cost.error_factor, worker=worker)
         counters.set("tts_open_encoders", Encoder.live(), worker=worker)
 
 
