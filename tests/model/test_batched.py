@@ -13,7 +13,6 @@ from tts_api.model.batched import decode_batch, front_batch
 from tts_api.model.kmodel import load_model
 from tts_api.model.layout import ModelDir
 from tts_api.model.vocoder import DecoderInputs, NoiseDecoder, draw_noise, front
-from tts_api.settings import Settings
 
 TOKENS = (5, 23, 61)  # quite different lengths: most of a batch is padding for the short ones
 VOICES = ("af_heart", "am_adam", "bf_emma")
@@ -119,10 +118,8 @@ def test_a_batch_of_one_is_the_unbatched_path_bit_for_bit(model: KModel, files: 
 
 
 @pytest.mark.slow
-def test_the_real_weights_give_each_member_its_own_inputs_and_audio() -> None:
-    files = ModelDir(Settings().model_dir)
-    if files.missing():
-        pytest.skip(f"the real model is not built at {files.root}; `make model` builds it")
+def test_the_real_weights_give_each_member_its_own_inputs_and_audio(real_model_dir: Path) -> None:
+    files = ModelDir(real_model_dir)
     model = load_model(files, "cpu")
     chosen = members(files, tokens=(8, 20, 40))
     want = alone(model, chosen)

@@ -18,6 +18,7 @@ import time
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -94,7 +95,7 @@ class EmulatedEngine:
     def render_batch(self, jobs: Sequence[RenderJob]) -> list[Iterator[RawPiece]]:
         """The chunks of several utterances in one step: it costs what its longest member costs alone."""
         started = time.perf_counter()
-        pieces = [_piece(job.text, *job.params) for job in jobs]  # type: ignore[misc]
+        pieces = [_piece(job.text, *cast(tuple[float, float], job.params)) for job in jobs]
         audio_s = max(len(piece.audio) for piece in pieces) / SAMPLE_RATE
         self._sleep(self.spec.overhead_s + audio_s / self.spec.listeners - (time.perf_counter() - started))
         return [iter([piece]) for piece in pieces]

@@ -55,10 +55,16 @@ EDGE_TRIM = EdgeTrim(
 )
 
 
+Noise = tuple[torch.Tensor, torch.Tensor]  # the sine source's draws: rand_ini, noise
+
+
 class Vocoder(Protocol):
     name: str
 
     def decode(self, inputs: DecoderInputs, rand_ini: torch.Tensor, noise: torch.Tensor) -> torch.Tensor: ...
+    def decode_many(
+        self, members: Sequence[DecoderInputs], noises: Sequence[Noise]
+    ) -> list[torch.Tensor]: ...
     def interrupt(self) -> None: ...
     def reset(self) -> None: ...
 
@@ -91,11 +97,23 @@ class TorchVocoder:
                 noise.to(self.device),
             ).squeeze(0)
 
+    def decode_many(self, members: Sequence[DecoderInputs], noises: Sequence[Noise]) -> list[torch.Tensor]:
+        """Several chunks in one batched pass (model/batched.py), each as it would be alone."""
+        moved = [(r.to(self.device), n.to(self.device)) for r, n in noises]
+        return decode_batch(self.decoder, members, moved)
+
     def interrupt(self) -> None:
         self._stop.set()
 
     def reset(self) -> None:
         self._stop.clear()
+
+
+def decode_each(
+    vocoder: Vocoder, members: Sequence[DecoderInputs], noises: Sequence[Noise]
+) -> list[torch.Tensor]:
+    """Several chunks one at a time, for a vocoder with no batched pass."""
+    return [vocoder.decode(m, r, n) for m, (r, n) in zip(members, noises, strict=True)]
 
 
 class Bf16Vocoder(TorchVocoder):
@@ -108,6 +126,9 @@ class Bf16Vocoder(TorchVocoder):
     def decode(self, inputs: DecoderInputs, rand_ini: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16):
             return super().decode(inputs, rand_ini, noise).float()
+
+    def decode_many(self, members: Sequence[DecoderInputs], noises: Sequence[Noise]) -> list[torch.Tensor]:
+        return decode_each(self, members, noises)
 
 
 class OnnxVocoder:
@@ -142,6 +163,9 @@ class OnnxVocoder:
         if run.terminate:
             raise Interrupted
         return torch.from_numpy(np.ascontiguousarray(audio.squeeze(0)))
+
+    def decode_many(self, members: Sequence[DecoderInputs], noises: Sequence[Noise]) -> list[torch.Tensor]:
+        return decode_each(self, members, noises)
 
     def interrupt(self) -> None:
         with self._lock:
@@ -241,8 +265,8 @@ class SpeechModel:
         self, pieces: Sequence[tuple[str, torch.Tensor, float, torch.Generator]]
     ) -> list[KModel.Output]:
         """Synthesize several pieces (phonemes, voice vector, speed, generator) in one pass: the front
-        batched, and the decoder too on the torch vocoder (model/batched.py); each gets what it would alone
-        (its durations exactly, its audio within rounding)."""
+        batched, and the decoder as the vocoder can (batched in torch, one by one in onnx and bf16); each
+        gets what it would alone (its durations exactly, its audio within rounding)."""
         fronts = front_batch(
             self.model,
             [self._ids(phonemes) for phonemes, _, _, _ in pieces],
@@ -251,12 +275,7 @@ class SpeechModel:
         )
         inputs = [trim_edges(i, self.trim) for i in fronts] if self.trim is not None else fronts
         noises = [draw_noise(i.f0.shape[-1], p[3]) for i, p in zip(inputs, pieces, strict=True)]
-        vocoder = self.vocoder
-        if type(vocoder) is TorchVocoder:
-            moved = [(r.to(self.device), n.to(self.device)) for r, n in noises]
-            audios = decode_batch(vocoder.decoder, inputs, moved)
-        else:  # onnx and bf16 decode one piece at a time
-            audios = [vocoder.decode(i, r, n) for i, (r, n) in zip(inputs, noises, strict=True)]
+        audios = self.vocoder.decode_many(inputs, noises)
         return [
             KModel.Output(audio=a.cpu(), pred_dur=i.pred_dur.cpu())
             for a, i in zip(audios, inputs, strict=True)

@@ -9,14 +9,16 @@ chunks that pay the fixed cost too often would keep them behind); when nobody el
 it grows to the efficient size (the lone-stream plan), and spare capacity builds leads up to `max_lead_s`.
 A stream that far ahead of its reader is paused and asks for nothing.
 
-Admission is a demand test, not a stream count: every admitted stream, and the candidate, needs its audio
-by the time its player reaches it; the request is admitted if the worker's compute covers the sum of
-those needs at every moment (leads included, past lateness forgiven). A young stream's next chunks are
-small and each pays the fixed cost, so they count as lumps of work due when its player would run out;
-after that a stream needs a steady rate. A worker that cannot keep even its own streams gap-free (slower
-than real time, or overloaded) still admits a request that is short next to the work it holds, so a long
-stream never makes a short one wait for its whole length. What is refused waits in order: overload shows
-as queueing for newcomers, not as stutter for everyone.
+Admission replays the schedule, not a stream count: every admitted stream and the candidate are played
+forward as the pick would run them, each chunk costed at the cost model's measured error (lookahead.py),
+and the request is admitted if no player runs dry and every newcomer hears its first audio within its
+bound (past lateness forgiven). A worker that cannot keep even its own streams gap-free (slower than real
+time, or overloaded) still admits a request that is short next to the work it holds, so a long stream
+never makes a short one wait for its whole length. What is refused waits in order: overload shows as
+queueing for newcomers, not as stutter for everyone.
+
+With an engine that batches (`batch` > 1), a step carries the picked stream and the most urgent others
+whose chunks are no longer than its (`pick_batch`): a batched pass costs about its longest member's.
 
 `fifo` is one stream at a time, to the end, in arrival order: the plain LitServe loop's behaviour.
 
