@@ -51,6 +51,7 @@ def build_server(settings: Settings, shared: Shared) -> SpeechLitServer:
         "shared": shared,
         "path": SPEECH_PATH,
         "max_pending": settings.max_pending,
+        "max_wait_s": settings.max_queue_wait_s,
         "limits": ReaderLimits(settings.idle_timeout_s, settings.min_read_rate, settings.read_window_s),
         "sockets": SocketRoutes(context, socket_limits(settings)),
     }

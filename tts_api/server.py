@@ -65,6 +65,13 @@ def parse_flags(argv: list[str] | None, prog: str | None = None) -> dict[str, ob
         "--max-pending", type=int, help="requests queued or in synthesis before 503 (default 64)"
     )
     parser.add_argument(
+        "--max-queue-wait",
+        type=float,
+        dest="max_queue_wait_s",
+        help="seconds a request may wait for its first audio before 503 + Retry-After; one that would wait "
+        "longer is refused at once (default 30; 0: no bound)",
+    )
+    parser.add_argument(
         "--api-key", help="require `Authorization: Bearer <key>` on /v1/* (prefer TTS_API_KEY)"
     )
     parser.add_argument(

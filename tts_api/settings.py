@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     # Requests queued or being synthesized, server-wide; beyond it new ones get 503 + Retry-After.
     max_pending: int = Field(default=64, ge=1)
+    # A request with no audio this long after it came (queued, or waiting for room on a worker) gets 503 +
+    # Retry-After, and one the measured pace says would wait longer is refused at once; 0: wait as long as
+    # it takes (until the client gives up).
+    max_queue_wait_s: float = Field(default=30.0, ge=0)
     # 0 = share the cores evenly between the workers of one machine.
     torch_threads: int = Field(default=0, ge=0)
     # How a worker shares itself between streams: earliest deadline first, or one at a time (`fifo`).

@@ -139,3 +139,47 @@ def test_a_burst_of_64_listeners_is_served_in_batched_steps_and_each_gets_all_it
     assert wait_for(
         lambda: metrics(batching_server.url)["tts_cancel_board_entries"] == 0, 10, "an empty board"
     )
+
+
+queue_bound_server = shared_server(
+    "queue_bound_server", "--engine", "emulated:4", "--max-streams-per-worker", "1", "--max-queue-wait", "2"
+)
+
+
+def _read_until_stopped(url: str, text: str, got: dict[str, int], stop: threading.Event) -> None:
+    """Stream `text` as pcm, reading as fast as it comes, until it ends or `stop` is set (then leave)."""
+    with httpx.stream("POST", url + SPEECH, json={"input": text, "response_format": "pcm"}, timeout=120) as r:
+        for chunk in r.iter_bytes():
+            got["bytes"] = got.get("bytes", 0) + len(chunk)
+            if stop.is_set():
+                return
+
+
+def test_a_request_with_no_audio_after_the_queue_wait_bound_gets_503_and_leaves_no_trace(
+    queue_bound_server: ServerProcess,
+) -> None:
+    """One stream at a time, and it is taken by a long story read as fast as it comes: the next request
+    hears 503 + Retry-After once it has waited `--max-queue-wait` with no audio (not when its client gives
+    up), and its place comes back; the story is not disturbed, and a request after it is served."""
+    url = queue_bound_server.url
+    got: dict[str, int] = {}
+    stop = threading.Event()
+    story = threading.Thread(target=_read_until_stopped, args=(url, STORY * 3, got, stop))
+    story.start()
+    try:
+        wait_for(lambda: got.get("bytes", 0) > 0, 60, "the story's first audio")
+        asked = time.monotonic()
+        refused = httpx.post(url + SPEECH, json={"input": "Is there room for me?"}, timeout=60)
+        waited = time.monotonic() - asked
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "server_overloaded"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert 2.0 <= waited < 20.0, waited  # the bound, not the story's end (about 30 s of synthesis)
+        heard = got["bytes"]
+        wait_for(lambda: got["bytes"] > heard + PCM_BYTES_PER_S, 30, "more of the story")
+    finally:
+        stop.set()
+        story.join(60)
+    assert wait_for(lambda: metrics(url)["tts_cancel_board_entries"] == 0, 30, "an empty board")
+    served = httpx.post(url + SPEECH, json={"input": "Now there is.", "response_format": "wav"}, timeout=60)
+    assert served.status_code == 200 and len(served.content) > PCM_BYTES_PER_S // 2

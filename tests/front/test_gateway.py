@@ -371,9 +371,9 @@ def test_a_request_whose_worker_process_died_fails_visibly_within_seconds(audio_
 class SlowBoard(StreamBoard):
     """A board whose manager answers admissions late (busy, swapping, stopped for a moment)."""
 
-    def open(self, key: str, limit: int) -> Admission:
+    def open(self, key: str, limit: int, max_wait_s: float = 0.0) -> Admission:
         time.sleep(0.5)
-        return super().open(key, limit)
+        return super().open(key, limit, max_wait_s)
 
 
 def test_an_admission_answered_after_the_deadline_gives_its_place_back() -> None:

@@ -215,3 +215,41 @@ def test_a_wall_clock_step_leaves_a_live_worker_alive(monkeypatch: pytest.Monkey
         sibling.kill()
         sibling.wait()
     assert not other.alive()  # and a process that is gone still reads as gone
+
+
+def test_a_request_that_would_wait_longer_than_its_bound_is_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The board measures how fast waiting requests start (their first audio) and answers `behind` to a
+    newcomer the pace would keep waiting past its bound, while requests wait; the others are admitted."""
+    now = [0.0]
+    monkeypatch.setattr(board_module.time, "monotonic", lambda: now[0])
+    board = StreamBoard()
+    for key in "abcd":
+        assert board.open(key, limit=10, max_wait_s=10.0) == "admitted"
+    for key in "abc":  # they start 6 s apart: a backlog
+        now[0] += 6.0
+        board.delivered(key, 0.5)
+        board.delivered(key, 3.0)  # later audio is no new start
+    assert board.wait_estimate() == pytest.approx(12.0)  # d waits: a newcomer is second in line
+    assert board.open("e", limit=10, max_wait_s=10.0) == "behind"
+    assert board.open("e", limit=10, max_wait_s=15.0) == "admitted"  # a looser bound
+    assert board.open("live", limit=10) == "admitted"  # no bound (a voice agent's context): not counted
+    assert board.wait_estimate() == pytest.approx(18.0)
+    board.cancel("d")  # a request that left, or timed out, waits no more
+    board.cancel("e")
+    assert board.open("f", limit=10, max_wait_s=10.0) == "admitted"  # nobody waits: never refused early
+
+
+def test_an_idle_server_never_refuses_early_whatever_pace_it_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [0.0]
+    monkeypatch.setattr(board_module.time, "monotonic", lambda: now[0])
+    board = StreamBoard()
+    board.open("slow", limit=10, max_wait_s=1.0)
+    now[0] += 50.0
+    board.delivered("slow", 1.0)  # waited 50 s for its first audio
+    board.close("slow")
+    assert board.wait_estimate() == pytest.approx(50.0)
+    assert board.open("next", limit=10, max_wait_s=1.0) == "admitted"

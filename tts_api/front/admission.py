@@ -3,7 +3,8 @@
 The body is validated with the same schema the workers use, so a bad request gets a 4xx OpenAI-shaped
 JSON before anything is queued (LitServe would answer 200 with an empty body). A valid one takes one of
 `max_pending` places on the board through a Lease (lease.py), or is refused with 503 + Retry-After (busy,
-shutting down, or the shared state not answering).
+shutting down, the shared state not answering, or requests waiting that the measured pace would keep it
+behind for longer than `max_wait_s`).
 """
 
 from __future__ import annotations
@@ -34,9 +35,16 @@ class ClientGone(Exception):
 class Admission:
     """See the module docstring. `admit` returns the validated request and its lease, or raises TTSError."""
 
-    def __init__(self, context: RequestContext, board: BoardProxy, ipc: LoopIpc, max_pending: int) -> None:
+    def __init__(
+        self,
+        context: RequestContext,
+        board: BoardProxy,
+        ipc: LoopIpc,
+        max_pending: int,
+        max_wait_s: float = 0.0,
+    ) -> None:
         self.context, self.board, self.ipc = context, board, ipc
-        self.max_pending = max_pending
+        self.max_pending, self.max_wait_s = max_pending, max_wait_s
         self.max_body_bytes = context.max_input_chars * _BODY_BYTES_PER_CHAR + _BODY_SLACK_BYTES
 
     async def admit(self, receive: Receive, ticket: Ticket) -> tuple[SpeechRequest, Lease]:
@@ -46,7 +54,7 @@ class Admission:
             planned = await asyncio.to_thread(parse_speech_request, body, self.context)
         else:
             planned = parse_speech_request(body, self.context)
-        lease = await Lease.take(self.board, self.ipc, ticket, self.max_pending)
+        lease = await Lease.take(self.board, self.ipc, ticket, self.max_pending, self.max_wait_s)
         return planned.request, lease  # the plan was for validation; the worker makes its own
 
     async def _read_body(self, receive: Receive) -> bytes:

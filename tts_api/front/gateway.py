@@ -13,7 +13,10 @@ A pure ASGI middleware around the LitServe app (inside RequestIds and ApiKeyAuth
   the framework inside listens for), reads nothing for the idle timeout, or reads slower than the floor
   while the server waits on it (readrate.py), so the worker stops before its next chunk;
 - watches the worker that took the request: if that process dies, the lease is closed and the client
-  sees a failure within seconds (a 503, an SSE error event, or an aborted transfer), never a hang.
+  sees a failure within seconds (a 503, an SSE error event, or an aborted transfer), never a hang;
+- answers 503 + Retry-After to a request that has no audio `max_wait_s` after it came (queued behind
+  others, or waiting for room on a worker), and cancels it; one the board expects to wait longer than
+  that is refused at admission.
 Shared-state round trips never run on the loop.
 """
 
@@ -28,7 +31,7 @@ from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import TTSError, WorkerLost
+from ..errors import Overloaded, TTSError, WorkerLost
 from ..ipc.frames import TICKET_KEY, Ticket
 from ..ipc.manager import Shared
 from ..schemas import RequestContext, SpeechRequest
@@ -66,13 +69,14 @@ class SpeechGateway:
         shared: Shared,
         path: str,
         max_pending: int,
+        max_wait_s: float = 0.0,
         limits: ReaderLimits | None = None,
         sockets: Sockets | None = None,
     ) -> None:
         self.app = app
         self.shared = shared
         self.ipc = LoopIpc()
-        self.admission = Admission(context, shared.board, self.ipc, max_pending)
+        self.admission = Admission(context, shared.board, self.ipc, max_pending, max_wait_s)
         self.path = path
         self.limits = limits or ReaderLimits()
         self.sockets = sockets
@@ -176,6 +180,20 @@ class SpeechGateway:
             if done:
                 inner.result()
                 return
+            if self._waited_too_long(lease, relay):
+                lease.cancel("queued")
+                self.ipc.post(
+                    self.shared.counters.add, "tts_requests_rejected_total", status=Overloaded.status
+                )
+                await relay.fail(
+                    Overloaded(
+                        f"request {lease.ticket.request_id} had no audio after "
+                        f"{self.admission.max_wait_s:g} s (the server is busy); retry later or on another "
+                        "replica",
+                        retry_after_s=RETRY_AFTER_S,
+                    )
+                )
+                return
             if not lease.settled and relay.rate.too_slow():
                 rate = relay.rate
                 raise ClientStalled(
@@ -195,6 +213,15 @@ class SpeechGateway:
                     )
                 )
                 return
+
+    def _waited_too_long(self, lease: Lease, relay: Relay) -> bool:
+        max_wait_s = self.admission.max_wait_s
+        return (
+            max_wait_s > 0
+            and not relay.progressed
+            and not lease.settled
+            and time.monotonic() - relay.received_at > max_wait_s
+        )
 
 
 async def _until_disconnect(receive: Receive, lease: Lease) -> Message:

@@ -14,6 +14,7 @@ Each of these acts once; whichever comes first wins, and closing twice is harmle
 from __future__ import annotations
 
 import logging
+import math
 from typing import Literal
 
 from ..errors import Overloaded
@@ -40,9 +41,11 @@ class Lease:
         self.delivered_s = 0.0
 
     @classmethod
-    async def take(cls, board: BoardProxy, ipc: LoopIpc, ticket: Ticket, limit: int) -> Lease:
-        """A place on the board for `ticket`'s request; Overloaded (503) if the board is full, drains, or
-        does not answer in time."""
+    async def take(
+        cls, board: BoardProxy, ipc: LoopIpc, ticket: Ticket, limit: int, max_wait_s: float = 0.0
+    ) -> Lease:
+        """A place on the board for `ticket`'s request; Overloaded (503) if the board is full, drains, does
+        not answer in time, or (`max_wait_s` > 0) says the request would wait longer than that to start."""
         key = ticket.key
 
         def give_back(answer: Admission) -> None:
@@ -50,7 +53,7 @@ class Lease:
                 board.close(key)
 
         try:
-            answer = await ipc.call_or_undo(give_back, board.open, key, limit)
+            answer = await ipc.call_or_undo(give_back, board.open, key, limit, max_wait_s)
         except IpcError as exc:
             logger.error("request %s refused: %s", ticket.request_id, exc)
             raise Overloaded(
@@ -59,6 +62,16 @@ class Lease:
         if answer == "draining":
             raise Overloaded(
                 "the server is shutting down; retry on another replica", retry_after_s=RETRY_AFTER_S
+            )
+        if answer == "behind":
+            try:
+                wait_s = await ipc.call(board.wait_estimate)
+            except IpcError:
+                wait_s = None
+            raise Overloaded(
+                f"the server would start this request in about {wait_s or max_wait_s:.0f} s, longer than its "
+                f"queue-wait limit ({max_wait_s:g} s); retry later or on another replica",
+                retry_after_s=max(1, math.ceil((wait_s or max_wait_s) - max_wait_s)),
             )
         if answer != "admitted":
             raise Overloaded(
@@ -97,9 +110,12 @@ class Lease:
 
     def _cancel(self, reason: CancelReason, audio_s: float) -> None:
         if self.board.cancel(self.ticket.key, reason):
-            why = {"client": "went away", "idle": "stopped reading", "slow": "read too slowly"}.get(
-                reason, reason
-            )
+            why = {
+                "client": "went away",
+                "idle": "stopped reading",
+                "slow": "read too slowly",
+                "queued": "waited too long for a worker",
+            }.get(reason, reason)
             logger.info(
                 "request %s: client %s after %.2f s of audio; cancelling synthesis",
                 self.ticket.request_id,

@@ -82,6 +82,7 @@ class Relay:
         self.started = False  # the client's response has begun
         self.finished = False  # the response is complete or cut: nothing more goes to the client
         self.first_audio_s: float | None = None
+        self.progressed = False  # the worker has synthesized some of the audio (sent or not)
         self.delivery_s: list[float] = []
         self.audio_start_s = 0.0  # where in the response's audio the bytes `on_audio` is given begin...
         self.audio_end_s = 0.0  # ...and end
@@ -114,6 +115,7 @@ class Relay:
             await self.fail(TTSError(str(exc)))
             return
         if frame.kind == "audio":
+            self.progressed = True
             if frame.audio:  # a whole file's frame may only say how far the audio has come
                 self.delivery_s.append(max(0.0, time.monotonic() - frame.sent_at))
                 if self.first_audio_s is None:

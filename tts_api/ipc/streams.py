@@ -13,6 +13,11 @@ Closing twice is harmless, a cancel only marks an entry still open, and an entry
 reads as `gone`, which a worker treats like a cancel: the board is empty whenever no request is in flight.
 No entry is closed for its age: a stream may rightly last for hours, and a client too slow to take its
 audio is cut by its HTTP process (front/readrate.py), which then cancels its entry.
+
+A request opened with a queue-wait bound (`open(..., max_wait_s=...)`: the speech route's) counts as
+waiting until its first audio; the board measures how fast such requests start (pace.py) and answers
+`behind` to a newcomer that would wait longer than its bound, so that it hears 503 at once instead of
+after the bound.
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .pace import StartPace
 from .workers import WorkerProcess
 
 __all__ = ["Admission", "CancelReason", "StreamBoard", "StreamState"]
 
-Admission = Literal["admitted", "full", "draining"]
-CancelReason = Literal["client", "idle", "slow", "shutdown"]
+Admission = Literal["admitted", "full", "draining", "behind"]
+CancelReason = Literal["client", "idle", "slow", "queued", "shutdown"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,11 @@ class _Entry:
     flush: bool = False
     ended: bool = False
     fed_at: float | None = None  # when the oldest of the inbox (or the flush) came
+    queued: bool = False  # opened with a queue-wait bound, and no audio yet
+
+    @property
+    def waiting(self) -> bool:
+        return self.queued and self.reason is None
 
 
 class StreamBoard:
@@ -77,9 +88,11 @@ class StreamBoard:
         self._entries: dict[str, _Entry] = {}
         self._draining = False
         self._calls: Counter[str] = Counter()  # round trips served, by call (what load the board takes)
+        self._pace = StartPace()
 
-    def open(self, key: str, limit: int) -> Admission:
-        """Register a request about to be queued, unless `limit` are open or the server is draining."""
+    def open(self, key: str, limit: int, max_wait_s: float = 0.0) -> Admission:
+        """Register a request about to be queued, unless `limit` are open, the server is draining, or
+        (`max_wait_s` > 0) requests are waiting and the measured pace says it would wait longer than that."""
         now = time.monotonic()
         with self._lock:
             self._calls["open"] += 1
@@ -87,8 +100,19 @@ class StreamBoard:
                 return "draining"
             if len(self._entries) >= limit:
                 return "full"
-            self._entries[key] = _Entry(now)
+            if max_wait_s > 0:
+                waiting = sum(e.waiting for e in self._entries.values())
+                wait_s = self._pace.wait_s(waiting)
+                if waiting and wait_s is not None and wait_s > max_wait_s:
+                    return "behind"
+            self._entries[key] = _Entry(now, queued=max_wait_s > 0)
             return "admitted"
+
+    def wait_estimate(self) -> float | None:
+        """About how long a request queued now would wait for its first audio (None: not measured yet)."""
+        with self._lock:
+            self._calls["wait_estimate"] += 1
+            return self._pace.wait_s(sum(e.waiting for e in self._entries.values()))
 
     def claim(self, key: str, worker: WorkerProcess) -> None:
         """`worker` has taken this request: if it dies, `reap` closes the entry."""
@@ -112,8 +136,12 @@ class StreamBoard:
         with self._lock:
             self._calls["delivered"] += 1
             entry = self._entries.get(key)
-            if entry is not None and audio_s > entry.delivered_s:
-                entry.delivered_s = audio_s
+            if entry is None:
+                return
+            if entry.queued and audio_s > 0:
+                entry.queued = False
+                self._pace.started(time.monotonic(), entry.opened_at)
+            entry.delivered_s = max(entry.delivered_s, audio_s)
 
     def feed(self, key: str, text: str, *, flush: bool = False, end: bool = False) -> bool:
         """More text for a live stream, for its worker's next take; False if the stream has ended or was
