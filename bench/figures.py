@@ -38,7 +38,7 @@ def build_figures(raw: dict[str, Any], plan: Plan) -> dict[str, Any]:
         "memory": _memory(raw["memory"]),
         "cancellation": _cancellation(raw["cancellation"], idle),
         "goodput": goodput_figure(raw["goodput"]),
-        "scale": scale_figure(raw["scale"]),
+        "scale": scale_figure(raw["scale"], raw.get("batched_scale")),
         "engines": engines_figure(raw["engines"], idle),
         **({"quality": quality_figure(raw["quality"], plan.quality_sentences)} if "quality" in raw else {}),
         **({"agents": agents_figure(raw["agents"])} if "agents" in raw else {}),

@@ -51,8 +51,11 @@ class Plan:
     listener_duration_s: float
     emulated_duration_s: float
     emulated: tuple[str, ...]
-    # Figure 8: concurrent streams on the emulated:200 worker.
+    # Figure 8: concurrent streams on the emulated:200 worker; then on a batching one (emulated:8:0.05:64),
+    # a burst of newcomers at once and long streams started over a few seconds.
     scale_streams: tuple[int, ...]
+    batched_burst: int
+    batched_streams: int
     # Figure 10: simultaneous medium streams on a server with two workers of one thread each.
     two_worker_streams: int
     # Figure 11: sentences (as written, as heard) each engine variant speaks for the quality scores.
@@ -105,6 +108,8 @@ FULL = Plan(
     emulated_duration_s=60.0,
     emulated=("emulated:8", "emulated:32"),
     scale_streams=(64, 128),
+    batched_burst=64,
+    batched_streams=256,
     two_worker_streams=6,
     quality_sentences=QUALITY_SENTENCES,
     agent_replies=AGENT_REPLIES,
@@ -137,6 +142,8 @@ QUICK = Plan(
     emulated_duration_s=4.0,
     emulated=("emulated:8",),
     scale_streams=(16,),
+    batched_burst=8,
+    batched_streams=16,
     two_worker_streams=2,
     quality_sentences=(QUALITY_SENTENCES[0], QUALITY_SENTENCES[3]),
     agent_replies=(AGENT_REPLIES[7], AGENT_REPLIES[10]),  # one sentence each

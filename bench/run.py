@@ -35,7 +35,7 @@ from .plan import FULL, QUICK, Plan
 from .processes import ROOT, Service
 from .quality import score_bare, score_server
 from .report import render_table, write_json
-from .scale import measure_scale
+from .scale import measure_batched_scale, measure_scale
 from .sweep import measure_concurrency
 from .texts import MEMORY_PHRASES
 
@@ -43,6 +43,8 @@ __all__ = ["main"]
 
 RESULTS = ROOT / "bench" / "results"
 SCHEMA = "tts-api-bench/1"
+BATCHED_ENGINE = "emulated:8:0.05:64"  # figure 8's batching worker: a GPU's shape
+BURST_CHARS = 300  # each of its burst says this much of the long text, and one character more than the last
 BATCHING_REPEATS = 2  # figure 13: each path's median of this many passes, taking turns
 
 
@@ -176,7 +178,9 @@ def measure(
         goodput = scenarios(
             plan.emulated, plan.listener_duration_s, plan.emulated_duration_s, plan.real_burst
         )
-        scale_flags = ("--engine", "emulated:200", "--max-pending", "1024")
+        # Figure 8 measures the path carrying every stream: no queue-wait bound refuses the last ones.
+        scale_flags = ("--engine", "emulated:200", "--max-pending", "1024", "--max-queue-wait", "0")
+        batched_flags = ("--engine", BATCHED_ENGINE, "--max-pending", "1024", "--max-queue-wait", "0")
         launcher = Launcher(
             lambda name, flags: Service.tts_api_server(model_dir, logs, device, *flags, name=name),
             [
@@ -184,6 +188,7 @@ def measure(
                 ("tts-api-two-workers", ("--workers-per-device", "2")),
                 *(spec for scenario in goodput for spec in servers(scenario)),
                 ("scale", scale_flags),
+                ("batched-scale", batched_flags),
             ],
             services,
             ahead=plan.start_ahead,
@@ -311,6 +316,19 @@ def measure(
         raw["scale"] = measure_scale(scale, plan.texts["medium"], plan.scale_streams)
         load.phase("stopping scale", measured=False)
         scale.stop()
+        _progress(
+            started,
+            f"figure 8: a burst of {plan.batched_burst}, then {plan.batched_streams} long streams, "
+            f"on {BATCHED_ENGINE}",
+        )
+        batched = launcher.take("batched-scale", batched_flags).wait_ready()
+        _warm_up(batched, ("pcm",))
+        load.phase("batched scale")
+        long_text = plan.texts["long"]
+        burst_texts = [long_text[: BURST_CHARS + i] for i in range(plan.batched_burst)]
+        raw["batched_scale"] = measure_batched_scale(batched, burst_texts, long_text, plan.batched_streams)
+        load.phase("stopping batched scale", measured=False)
+        batched.stop()
         load.end()
     except BaseException:
         for thread in stopping:

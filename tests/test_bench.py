@@ -224,6 +224,19 @@ def test_the_scale_run_names_where_the_serving_path_spends_its_cpu(quick: QuickR
     assert run["scheduler_ms"]["admission"] > 0 and run["scheduler_ms"]["pick"] > 0
 
 
+def test_the_scale_run_measures_a_burst_and_long_streams_on_a_batching_worker(quick: QuickRun) -> None:
+    batched = quick.figures["scale"]["batched"]
+    burst, long = batched["burst"], batched["long"]
+    assert burst["streams"] == burst["complete"] == 8 and burst["errors"] == 0
+    assert burst["first_audio_s"]["n"] == 8 and 0 <= burst["within_bound"] <= 8
+    assert burst["chunks_per_step"] is not None and burst["chunks_per_step"] >= 1
+    assert long["streams"] == long["complete"] == 16 and long["errors"] == 0
+    assert long["delivery_s"]["count"] > 0 and long["delivery_s"]["p95"] is not None
+    targets = quick.result["targets"]
+    assert {"scale_batched_burst_8_within_1s", "scale_batched_16_gap_free"} <= set(targets)
+    assert "burst of 8, batched" in (quick.out / "results.md").read_text()
+
+
 def test_voice_agents_measure_every_target_over_the_socket(quick: QuickRun) -> None:
     from bench.agent_report import TARGETS
 
