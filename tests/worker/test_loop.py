@@ -5,6 +5,7 @@ Every request it takes ends with a FINISH and a closed board entry, whatever hap
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from tts_api.voices import VoiceCatalogue
 from tts_api.worker.loop import SpeechLoop
 from tts_api.worker.runtime import WorkerRuntime
 from tts_api.worker.scheduler import Scheduler
+from tts_api.worker.stream import Step, Stream
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the quiet river bank. "
 
@@ -119,7 +121,7 @@ def _runtime(
         catalogue or VoiceCatalogue(["af_heart"]), max_input_chars=20_000, languages=frozenset("a")
     )
     shared = shared or Shared(board=StreamBoard(), counters=Counters())
-    engine = EmulatedEngine(EmulatedSpec(listeners, 0.01))
+    engine = EmulatedEngine(EmulatedSpec(listeners, 0.01, options.get("batch", 1)))
     return WorkerRuntime(engine, scheduler(cost, **options), shared, context)
 
 
@@ -368,3 +370,46 @@ def test_a_chunk_is_costed_with_the_loop_round_around_it() -> None:
     # Most chunks are this big; the 30 ms read is in what the model learned (less a little slack for the
     # least-squares fit; without the round it learns the engine's sleep alone).
     assert runtime.scheduler.cost.cost(MAX_CHUNK_CHARS, 1.0) >= engine_cost + 0.02
+
+
+def test_each_stream_of_a_batched_step_is_sent_as_soon_as_its_audio_is_encoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batched step encodes its members one after another: a member's client gets its audio then, not
+    once the whole batch is encoded (64 members' encoding would be each one's delivery delay)."""
+    events: list[tuple[str, str]] = []
+    finish = Stream.finish
+
+    def encoded(self: Stream, pieces: Any) -> Step:
+        step = finish(self, pieces)
+        events.append(("encoded", self.uid))
+        return step
+
+    monkeypatch.setattr(Stream, "finish", encoded)
+    harness = _worker(_runtime(20.0, batch=4))
+    send = harness.transport.send
+
+    def sent(item: Any, consumer_id: int) -> None:
+        uid, (_data, status, _kind, _worker) = item
+        if status == LitAPIStatus.OK:
+            events.append(("sent", uid))
+        send(item, consumer_id)
+
+    harness.transport.send = sent  # type: ignore[method-assign]
+    uids = ["a", "b", "c", "d"]
+    for uid in uids:
+        harness.submit(uid, {"input": SENTENCE * 2, "response_format": "pcm"})
+    thread = threading.Thread(
+        target=SpeechLoop().serve, args=(harness.runtime, harness.queue, harness.transport), daemon=True
+    )
+    thread.start()
+    try:
+        harness.transport.wait_for(lambda: all(harness.transport.finished(uid) for uid in uids))
+    finally:
+        harness.queue.put(_SENTINEL_VALUE)
+        thread.join(timeout=60)
+    assert harness.counter("tts_batched_chunks_total") > harness.counter("tts_batched_steps_total") > 0
+    # Within a step, each member's frames go out before the next member is encoded.
+    for (kind, uid), (next_kind, next_uid) in itertools.pairwise(events):
+        if kind == "encoded" and next_kind == "encoded":
+            raise AssertionError(f"{uid} was encoded, then {next_uid}, before {uid}'s frames were sent")

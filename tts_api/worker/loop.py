@@ -354,7 +354,7 @@ class SpeechLoop(LitLoop):
         if not jobs:
             return
         try:
-            steps = self.runtime.step_batch(jobs)
+            steps = self.runtime.step_batch(jobs, self._send_frames)
         except Interrupted:  # every one of their clients left mid-step: the next _poll drops them
             for stream, _ in jobs:
                 stream.interrupted = True
@@ -389,8 +389,7 @@ class SpeechLoop(LitLoop):
                     self.runtime.missed_deadline(late_s)
             view.sent_audio_s += step.audio_s
             self.runtime.learn(stream, step)
-        for frame in step.frames:
-            self._send(stream.uid, stream.reply_to, frame)
+        self._send_frames(stream, step)
         if step.done:
             del self.streams[stream.key]
             self._release(stream)
@@ -398,6 +397,12 @@ class SpeechLoop(LitLoop):
             self._end(stream.uid, stream.reply_to, stream.ticket)
 
     # --- Frames out ---------------------------------------------------------------------------------
+
+    def _send_frames(self, stream: Stream, step: Step) -> None:
+        """Send a step's frames now (one of a batch, as soon as it is encoded); `_deliver` then has none."""
+        for frame in step.frames:
+            self._send(stream.uid, stream.reply_to, frame)
+        step.frames = []
 
     def _send(self, uid: str, reply_to: int, frame: bytes) -> None:
         self.put_response(self.transport, reply_to, uid, frame, LitAPIStatus.OK, LoopResponseType.STREAMING)

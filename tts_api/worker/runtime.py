@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -172,14 +173,20 @@ class WorkerRuntime:
         with self.watch.chunk(stream.key):
             return stream.step(max_chars)
 
-    def step_batch(self, jobs: list[tuple[Stream, RenderJob]]) -> list[Step]:
-        """Synthesize the chunks several streams' `prepare` asked for in one engine step, and encode each;
+    def step_batch(
+        self, jobs: list[tuple[Stream, RenderJob]], encoded: Callable[[Stream, Step], None]
+    ) -> list[Step]:
+        """Synthesize the chunks several streams' `prepare` asked for in one engine step, and encode each,
+        handing each to `encoded` as soon as it is (its client need not wait while the others' are);
         Interrupted only if every one of their clients leaves meanwhile. The step's cost is learned once,
         for its longest member: a batched step costs about what that one costs alone."""
         started = time.perf_counter()
+        steps: list[Step] = []
         with self.watch.chunk(*(stream.key for stream, _ in jobs)):
             outputs = self.engine.render_batch([job for _, job in jobs])
-            steps = [stream.finish(pieces) for (stream, _), pieces in zip(jobs, outputs, strict=True)]
+            for (stream, _), pieces in zip(jobs, outputs, strict=True):
+                steps.append(stream.finish(pieces))
+                encoded(stream, steps[-1])
         compute_s = time.perf_counter() - started
         self.counters.add("tts_batched_steps_total")
         self.counters.add("tts_batched_chunks_total", len(steps))
