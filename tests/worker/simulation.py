@@ -2,7 +2,8 @@
 
 It follows what the loop does (worker/loop.py): take the oldest queued requests when there is room, admit
 them when the scheduler says so (up to a batch's worth per step), run the step the scheduler picks (a
-batched step costs what its longest member costs alone), cut within the lone-stream plan's budget
+batched step costs what its longest member costs alone, plus the truth's `member_s` for each other one),
+cut within the lone-stream plan's budget
 (text/planning.py's Growth), and play each stream in a player that starts at its first audio.
 """
 
@@ -105,12 +106,15 @@ class Simulation:
             }
             longest = max(sizes, key=lambda key: sizes[key])
             leader = streams[longest]
+            riders = len(sizes) - 1
             spent = self.truth.cost(sizes[longest], leader.speed) * (1 + rng.uniform(-self.noise, self.noise))
-            self.now += spent
-            self.compute_s += spent
+            self.now += spent + riders * self.truth.member_s
+            self.compute_s += spent + riders * self.truth.member_s
             self.policy.cost.learn(
                 sizes[longest], leader.speed, spent, self.truth.audio(sizes[longest], leader.speed)
             )
+            if riders:  # the loop measures what each member of a batch adds (worker/runtime.py)
+                self.policy.cost.learn_member(self.truth.member_s)
             for key, chars in sizes.items():
                 stream, plan = streams[key], growth[key]
                 self._deliver(stream, chars)

@@ -65,6 +65,9 @@ class CostModel:
     compute_s_per_char: float
     audio_s_per_char: float = 1.0 / TYPICAL_CHARS_PER_AUDIO_S
     overhead_s: float = 0.0
+    # What each further stream in a batched step adds (its encoding and sending): measured apart, since a
+    # step's pass costs about its longest member's but every member is encoded and sent on its own.
+    member_s: float = 0.0
     _sums: _Sums = field(default_factory=_Sums, repr=False)
     _misses: deque[float] = field(default_factory=lambda: deque(maxlen=_ERRORS), repr=False)
 
@@ -106,6 +109,14 @@ class CostModel:
 
     def cost(self, chars: float, speed: float) -> float:
         return self.overhead_s + chars * self.compute_s_per_char / speed
+
+    def step_cost(self, chars: float, speed: float, riders: int) -> float:
+        """A batched step whose longest chunk is `chars`, carrying `riders` streams besides it."""
+        return self.cost(chars, speed) + riders * self.member_s
+
+    def learn_member(self, seconds: float) -> None:
+        """Fold in what one member of a batched step cost to encode and send."""
+        self.member_s += _EWMA * (seconds - self.member_s)
 
     def audio(self, chars: float, speed: float) -> float:
         return chars * self.audio_s_per_char / speed

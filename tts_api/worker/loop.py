@@ -339,6 +339,7 @@ class SpeechLoop(LitLoop):
         """One engine step for several streams: each prepares its chunk (a pause or an ending needs none),
         the engine synthesizes the chunks together, and each stream's audio goes out."""
         jobs: list[tuple[Stream, RenderJob]] = []
+        preparing = time.monotonic()
         for pick in picks:
             stream = self.streams[pick.key]
             try:
@@ -353,8 +354,9 @@ class SpeechLoop(LitLoop):
                 jobs.append((stream, work))
         if not jobs:
             return
+        prepared = time.monotonic()
         try:
-            steps = self.runtime.step_batch(jobs, self._send_frames)
+            steps = self.runtime.step_batch(jobs, self._send_frames, (prepared - preparing) / len(picks))
         except Interrupted:  # every one of their clients left mid-step: the next _poll drops them
             for stream, _ in jobs:
                 stream.interrupted = True
@@ -363,10 +365,15 @@ class SpeechLoop(LitLoop):
             for stream, _ in jobs:
                 self._drop(stream, exc)
             return
-        if started is not None:
+        if started is not None:  # the round before the step (the board, admission, the pick) is the step's
             for step in steps:
-                step.compute_s = max(step.compute_s, time.monotonic() - started)
-        logger.debug("batched step: %d streams, %.2f s", len(steps), steps[0].compute_s)
+                step.compute_s += max(0.0, preparing - started)
+        logger.debug(
+            "batched step: %d streams, %.2f s (%.1f ms per member)",
+            len(steps),
+            time.monotonic() - preparing,
+            self.scheduler.cost.member_s * 1000,
+        )
         for (stream, _), step in zip(jobs, steps, strict=True):
             self._deliver(stream, step)
 
