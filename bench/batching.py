@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from kokoro import KModel
 
@@ -30,9 +31,10 @@ from tts_api.settings import Settings
 from tts_api.synth.vocoders import EDGE_TRIM
 
 from .client import VOICE
+from .quality import score_clip
 from .texts import TEXTS
 
-__all__ = ["CHUNK_TEXTS", "format_table", "measure_batching"]
+__all__ = ["CHUNK_TEXTS", "format_table", "measure_batched_quality", "measure_batching"]
 
 CHUNK_CHARS = 100
 CHUNK_TEXTS = tuple(textwrap.wrap(TEXTS["long"], CHUNK_CHARS))  # lines of at most 100 characters
@@ -72,6 +74,42 @@ def measure_batching(
         )
         rows.append(row)
     return rows
+
+
+def measure_batched_quality(
+    model_dir: Path, sentences: Sequence[tuple[str, str]], group: int = 4, threads: int = 1
+) -> dict[str, Any]:
+    """Figure 11's sentences (as written, as heard) through both paths, `group` at a time, each sentence one
+    chunk with its own seeded noise: each clip scored (DNSMOS, PocketSphinx WER), and the largest sample
+    difference between the two paths' audio (each path runs its own front: on long clips the sine source
+    carries its F0's rounding into the phase)."""
+    torch.set_num_threads(threads)
+    files = ModelDir(model_dir).require()
+    model = load_model(files, "cpu")
+    decoder = NoiseDecoder(model.decoder).eval()
+    chunks = _chunks(model, files, [text for text, _ in sentences])
+    clips: dict[str, list[np.ndarray]] = {name: [] for name in PATHS}
+    for start in range(0, len(chunks), group):
+        members = chunks[start : start + group]
+        for name, path in zip(
+            PATHS,
+            (_Path(model, decoder, members, batched=False), _Path(model, decoder, members)),
+            strict=True,
+        ):
+            clips[name] += [a.flatten().numpy() for a in path.decode(path.front())]
+    return {
+        "sentences": [text for text, _ in sentences],
+        "max_abs_diff": max(
+            float(np.abs(a - b).max()) for a, b in zip(clips["one_by_one"], clips["batched"], strict=True)
+        ),
+        **{
+            name: [
+                score_clip(audio, expected)
+                for audio, (_, expected) in zip(clips[name], sentences, strict=True)
+            ]
+            for name in PATHS
+        },
+    }
 
 
 def _chunks(model: KModel, files: ModelDir, texts: Sequence[str]) -> list[Chunk]:

@@ -8,7 +8,7 @@ from itertools import pairwise
 from typing import Any
 
 from .agent_report import agent_targets, agents_figure
-from .batching_report import batching_figure
+from .batching_report import batching_figure, batching_targets
 from .engine_figures import engine_targets, engines_figure, quality_figure
 from .goodput_report import goodput_figure, goodput_targets, scale_figure, scale_targets
 from .plan import FORMATS, SIZES, Plan
@@ -42,7 +42,11 @@ def build_figures(raw: dict[str, Any], plan: Plan) -> dict[str, Any]:
         "engines": engines_figure(raw["engines"], idle),
         **({"quality": quality_figure(raw["quality"], plan.quality_sentences)} if "quality" in raw else {}),
         **({"agents": agents_figure(raw["agents"])} if "agents" in raw else {}),
-        **({"batching": batching_figure(raw["batching"])} if "batching" in raw else {}),
+        **(
+            {"batching": batching_figure(raw["batching"], raw.get("batching_quality"))}
+            if "batching" in raw
+            else {}
+        ),
     }
 
 
@@ -319,6 +323,7 @@ def build_targets(figures: dict[str, Any]) -> dict[str, Any]:
         **scale_targets(figures["scale"]),
         **engine_targets(figures["engines"], figures.get("quality"), _six_streams(figures["concurrency"])),
         **agent_targets(figures.get("agents")),
+        **batching_targets(figures.get("batching")),
         "long_first_audio_ratio": {
             "value": first,
             "max": LONG_FIRST_AUDIO_MAX_RATIO,

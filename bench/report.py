@@ -96,6 +96,9 @@ def render_table(result: dict[str, Any]) -> str:
         lines.append("Targets (goodput, edf): " + "; ".join(f"{name} {_met(t)}" for name, t in goodput))
     lines += engine_target_lines(figures["engines"]["default"], targets)
     lines += agent_target_lines(targets)
+    batching = [(name, t) for name, t in targets.items() if name.startswith("batched_")]
+    if batching:
+        lines.append("Targets (batching): " + "; ".join(f"{name} {_met(t)}" for name, t in batching))
     return "\n".join(lines) + "\n"
 
 

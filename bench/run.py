@@ -22,7 +22,7 @@ from typing import Any
 from tts_api.settings import Settings
 
 from .agents import measure_agents
-from .batching import measure_batching
+from .batching import measure_batched_quality, measure_batching
 from .cancellation import measure_cancellation
 from .client import speak
 from .engines import engine_of, measure_engine, worker_capacity
@@ -306,9 +306,12 @@ def measure(
         load.phase("starting emulated:200", measured=False)
         if plan.batch_sizes:
             _progress(
-                started, f"figure 13: {', '.join(map(str, plan.batch_sizes))} chunks, one by one and batched"
+                started,
+                f"figure 13: {', '.join(map(str, plan.batch_sizes))} chunks, one by one and batched; "
+                "figure 11's sentences both ways, scored",
             )
             raw["batching"] = measure_batching(model_dir, plan.batch_sizes, repeats=BATCHING_REPEATS)
+            raw["batching_quality"] = measure_batched_quality(model_dir, plan.quality_sentences)
         _progress(started, f"figure 8: {', '.join(map(str, plan.scale_streams))} streams on emulated:200")
         scale = launcher.take("scale", scale_flags).wait_ready()
         _warm_up(scale, ("pcm",))

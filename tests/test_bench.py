@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench.batching_report import batching_figure, batching_table
+from bench.batching_report import batching_figure, batching_table, batching_targets
 from bench.stats import histogram_quantile, summarize
 from tests.background import Background
 
@@ -320,3 +320,21 @@ def test_figure_13_says_whether_batching_pays_from_its_own_rows() -> None:
     table = batching_table(pays)
     assert table[0].startswith("**13. Batched synthesis**")
     assert table[5].startswith("| 4 | 24.0 | 28.00 | 11.20 |")
+
+
+def test_figure_13_judges_batched_audio_by_ear_against_one_by_one() -> None:
+    def clips(ovrl: list[float], wer: list[float]) -> list[dict[str, float]]:
+        return [{"ovrl": o, "p808": 3.5, "wer": w} for o, w in zip(ovrl, wer, strict=True)]
+
+    quality = {
+        "sentences": ["One.", "Two."],
+        "max_abs_diff": 1e-6,
+        "one_by_one": clips([3.2, 3.4], [0.0, 0.1]),
+        "batched": clips([3.2, 3.3], [0.0, 0.1]),
+    }
+    assert batching_targets(batching_figure([], None)) == {}
+    level = batching_targets(batching_figure([], quality))
+    assert level["batched_ovrl_gap"]["value"] == pytest.approx(-0.05) and level["batched_wer_gap"]["met"]
+    worse = batching_targets(batching_figure([], {**quality, "batched": clips([3.1, 3.3], [0.0, 0.2])}))
+    assert not worse["batched_ovrl_gap"]["met"] and not worse["batched_wer_gap"]["met"]
+    assert "2 sentences in one batched pass" in " ".join(batching_table(batching_figure([], quality)))
