@@ -99,6 +99,7 @@ def measure_batched_quality(
             clips[name] += [a.flatten().numpy() for a in path.decode(path.front())]
     return {
         "sentences": [text for text, _ in sentences],
+        "group": group,
         "max_abs_diff": max(
             float(np.abs(a - b).max()) for a, b in zip(clips["one_by_one"], clips["batched"], strict=True)
         ),

@@ -40,6 +40,7 @@ def _quality(raw: dict[str, Any]) -> dict[str, Any]:
 
     return {
         "sentences": len(raw["sentences"]),
+        "group": raw["group"],
         "max_abs_diff": raw["max_abs_diff"],
         **{
             name: {key: mean(name, key) for key in ("ovrl", "p808", "wer")}
@@ -84,9 +85,9 @@ def batching_table(figure: dict[str, Any]) -> list[str]:
         one, batched = quality["one_by_one"], quality["batched"]
         lines += [
             "",
-            f"Figure 11's {quality['sentences']} sentences in one batched pass against one by one (same "
-            f"seeds): DNSMOS OVRL {batched['ovrl']:.2f} / {one['ovrl']:.2f}, P.808 {batched['p808']:.2f} / "
-            f"{one['p808']:.2f}, WER {batched['wer']:.3f} / {one['wer']:.3f}; largest sample difference "
-            f"{quality['max_abs_diff']:.1e}.",
+            f"Figure 11's {quality['sentences']} sentences in batched passes of {quality['group']} against "
+            f"one by one (same seeds): DNSMOS OVRL {batched['ovrl']:.2f} / {one['ovrl']:.2f}, "
+            f"P.808 {batched['p808']:.2f} / {one['p808']:.2f}, WER {batched['wer']:.3f} / {one['wer']:.3f}; "
+            f"largest sample difference {quality['max_abs_diff']:.1e}.",
         ]
     return lines

@@ -328,6 +328,7 @@ def test_figure_13_judges_batched_audio_by_ear_against_one_by_one() -> None:
 
     quality = {
         "sentences": ["One.", "Two."],
+        "group": 2,
         "max_abs_diff": 1e-6,
         "one_by_one": clips([3.2, 3.4], [0.0, 0.1]),
         "batched": clips([3.2, 3.3], [0.0, 0.1]),
@@ -337,4 +338,4 @@ def test_figure_13_judges_batched_audio_by_ear_against_one_by_one() -> None:
     assert level["batched_ovrl_gap"]["value"] == pytest.approx(-0.05) and level["batched_wer_gap"]["met"]
     worse = batching_targets(batching_figure([], {**quality, "batched": clips([3.1, 3.3], [0.0, 0.2])}))
     assert not worse["batched_ovrl_gap"]["met"] and not worse["batched_wer_gap"]["met"]
-    assert "2 sentences in one batched pass" in " ".join(batching_table(batching_figure([], quality)))
+    assert "2 sentences in batched passes of 2" in " ".join(batching_table(batching_figure([], quality)))
