@@ -1,8 +1,8 @@
 """Real programs the tests drive, from Debian's packages (tools/system-packages.txt).
 
-`make test` installs them when it can (root with apt-get). Only where it cannot is a missing program a
-skip, with the reason printed; where it could, a missing program means the setup broke: the test fails.
-CI (`.ci/run` sets TTS_TESTS_REQUIRE_SYSTEM=1) never skips: there a missing program always fails.
+`make test` installs them when it can (root with apt-get). Only where it cannot is a missing program (or
+a missing capability, such as network namespaces) a skip, with the reason printed; where it could, the
+test fails. CI (`.ci/run` sets TTS_TESTS_REQUIRE_SYSTEM=1) never skips: there it always fails.
 """
 
 from __future__ import annotations
@@ -27,17 +27,16 @@ def require_program(found: str | None, what: str, package: str) -> str:
     """`found` (a path), or skip where it cannot be installed here, or fail where it should have been."""
     if found is not None:
         return found
-    reason = (
+    unavailable(
         f"{what} is missing (Debian package {package}, installed by `make test` via tools/system-packages)"
     )
-    if can_install_packages():
-        pytest.fail(f"{reason}, though this machine could install it: did the setup run?", pytrace=False)
-    unavailable(f"{reason}; not root or no apt-get here, so it cannot be installed")
 
 
 def unavailable(reason: str) -> NoReturn:
-    """What this machine cannot do: a failure on CI (REQUIRED_ENV), elsewhere a skip that says so."""
+    """What this machine cannot do: a skip only where `make test` cannot set machines up (not root, or no
+    apt-get: the project's rule), and never on CI (REQUIRED_ENV); a failure everywhere else."""
+    if can_install_packages():
+        pytest.fail(f"{reason}, on a machine where `make test` sets it up (root, apt-get)", pytrace=False)
     if os.environ.get(REQUIRED_ENV) == "1":
         pytest.fail(f"{reason}; {REQUIRED_ENV}=1 (CI) requires it", pytrace=False)
-    # Reached only off CI: .ci/run sets REQUIRED_ENV, and there the test failed above.
-    pytest.skip(f"{reason} ({REQUIRED_ENV}=1 fails instead)")
+    pytest.skip(f"{reason}; not root or no apt-get here, so `make test` cannot set it up")

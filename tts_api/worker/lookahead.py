@@ -1,21 +1,20 @@
 """Whether a worker's streams all stay on time: their schedule played forward on the cost model.
 
-Admission asks this with the candidate among the streams (scheduler.py). The worker is replayed as the
-pick runs it, deadline first and one chunk at a time: a stream with no audio yet is due when it was
-admitted and must hear its first audio by its bound (the pick's aging rule); a playing stream is due when
-its player runs dry, and its chunks grow as its plan does (each as large as all before it, at most a
-step's work while others share the worker, never more than its own player has left to cover); a stream
-`max_lead_s` ahead waits. With an engine that batches, a step also carries the most urgent others, each
-with a chunk no longer than the first's, and costs what that one costs alone plus each rider's encoding
-(the cost model's `member_s`). Every chunk costs what the cost model says times the measured error of
-its predictions. The schedule holds if no player runs dry
-and no newcomer misses its bound. Where a stream's turn comes after another stream's, the replay may be
-one chunk off the pick (near the margin the pick's cuts flip), so there it must land a guard early (a
-first chunk's cost, at most half the margin) and its smallest chunk must fit after one more of another's:
-without that, streams on a fake clock ran dry by 0.1-0.4 s at full load. This is the
-deadline-first schedule itself, not a bound on it: a test with fixed margins and a fluid demand refused
-newcomers that the schedule had room for (17 % of listeners good on `emulated:8` at 80 % load, where a
-plain deadline-first worker serves ~85 % well).
+Admission asks this with the candidate among the streams (scheduler.py). The worker is replayed as the pick
+runs it, deadline first and one chunk at a time: a stream with no audio yet is due when it was admitted and
+must hear its first audio by its bound (the pick's aging rule); a playing stream is due when its player runs
+dry, and its chunks grow as its plan does (each as large as all before it, at most a step's work while others
+share the worker, never more than its own player has left to cover); a stream `max_lead_s` ahead waits. With
+an engine that batches, a step also carries the most urgent others, each with a chunk no longer than the
+first's, and costs what that one costs alone plus each rider's encoding (the cost model's `member_s`). Every
+chunk costs what the cost model says times the measured error of its predictions. The schedule holds if no
+player runs dry and no newcomer misses its bound. Where a stream's turn comes after another stream's, the
+replay may be one chunk off the pick (near the margin the pick's cuts flip), so there it must land a guard
+early (a first chunk's cost, at most half the margin) and its smallest chunk must fit after one more of
+another's: without that, streams on a fake clock ran dry by 0.1-0.4 s at full load. This is the deadline-first
+schedule itself, not a bound on it: a test with fixed margins and a fluid demand refused newcomers that the
+schedule had room for (17 % of listeners good on `emulated:8` at 80 % load, where a plain deadline-first
+worker serves ~85 % well).
 """
 
 from __future__ import annotations
