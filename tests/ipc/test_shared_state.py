@@ -225,20 +225,37 @@ def test_a_request_that_would_wait_longer_than_its_bound_is_refused_at_once(
     now = [0.0]
     monkeypatch.setattr(board_module.time, "monotonic", lambda: now[0])
     board = StreamBoard()
-    for key in "abcd":
-        assert board.open(key, limit=10, max_wait_s=10.0) == "admitted"
-    for key in "abc":  # they start 6 s apart: a backlog
-        now[0] += 6.0
+    keys = [f"r{n}" for n in range(10)]
+    for key in keys:
+        assert board.open(key, limit=20, max_wait_s=60.0) == "admitted"
+    for key in keys[:8]:  # they start 3 s apart: a backlog
+        now[0] += 3.0
         board.delivered(key, 0.5)
         board.delivered(key, 3.0)  # later audio is no new start
-    assert board.wait_estimate() == pytest.approx(12.0)  # d waits: a newcomer is second in line
-    assert board.open("e", limit=10, max_wait_s=10.0) == "behind"
-    assert board.open("e", limit=10, max_wait_s=15.0) == "admitted"  # a looser bound
-    assert board.open("live", limit=10) == "admitted"  # no bound (a voice agent's context): not counted
-    assert board.wait_estimate() == pytest.approx(18.0)
-    board.cancel("d")  # a request that left, or timed out, waits no more
-    board.cancel("e")
-    assert board.open("f", limit=10, max_wait_s=10.0) == "admitted"  # nobody waits: never refused early
+    assert board.wait_estimate() == pytest.approx(9.0)  # two wait: a newcomer is third in line
+    assert board.open("e", limit=20, max_wait_s=5.0) == "behind"
+    assert board.open("e", limit=20, max_wait_s=10.0) == "admitted"  # a looser bound
+    assert board.open("live", limit=20) == "admitted"  # no bound (a voice agent's context): not counted
+    assert board.wait_estimate() == pytest.approx(12.0)
+    for key in [*keys[8:], "e"]:  # requests that left, or timed out, wait no more
+        board.cancel(key)
+    assert board.open("f", limit=20, max_wait_s=5.0) == "admitted"  # nobody waits: never refused early
+
+
+def test_a_burst_is_not_refused_for_the_time_its_first_request_took(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """64 requests at once on a batching worker with a 30-s bound: the first is heard after 0.5 s, alone;
+    a request that comes then, behind 63, is admitted (they all start in the next step)."""
+    now = [0.0]
+    monkeypatch.setattr(board_module.time, "monotonic", lambda: now[0])
+    board = StreamBoard()
+    for n in range(64):
+        assert board.open(f"r{n}", limit=128, max_wait_s=30.0) == "admitted"
+    now[0] = 0.5
+    board.delivered("r0", 0.3)
+    now[0] = 0.6
+    assert board.open("late", limit=128, max_wait_s=30.0) == "admitted"
 
 
 def test_an_idle_server_never_refuses_early_whatever_pace_it_measured(
@@ -247,9 +264,11 @@ def test_an_idle_server_never_refuses_early_whatever_pace_it_measured(
     now = [0.0]
     monkeypatch.setattr(board_module.time, "monotonic", lambda: now[0])
     board = StreamBoard()
-    board.open("slow", limit=10, max_wait_s=1.0)
-    now[0] += 50.0
-    board.delivered("slow", 1.0)  # waited 50 s for its first audio
-    board.close("slow")
-    assert board.wait_estimate() == pytest.approx(50.0)
-    assert board.open("next", limit=10, max_wait_s=1.0) == "admitted"
+    keys = [f"slow{n}" for n in range(10)]
+    for key in keys:
+        board.open(key, limit=20, max_wait_s=1.0)
+    for key in keys:
+        now[0] += 50.0
+        board.delivered(key, 1.0)  # each waited 50 s more for its first audio
+        board.close(key)
+    assert board.open("next", limit=20, max_wait_s=1.0) == "admitted"

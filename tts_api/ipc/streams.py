@@ -61,7 +61,6 @@ _GONE = StreamState("gone")
 
 @dataclass
 class _Entry:
-    opened_at: float
     delivered_s: float = 0.0
     reason: CancelReason | None = None
     worker: WorkerProcess | None = None  # the process synthesizing it, once the front knows
@@ -102,17 +101,18 @@ class StreamBoard:
                 return "full"
             if max_wait_s > 0:
                 waiting = sum(e.waiting for e in self._entries.values())
-                wait_s = self._pace.wait_s(waiting)
-                if waiting and wait_s is not None and wait_s > max_wait_s:
+                if not waiting:
+                    self._pace.backlog(now)
+                elif (wait_s := self._pace.wait_s(now, waiting)) is not None and wait_s > max_wait_s:
                     return "behind"
-            self._entries[key] = _Entry(now, queued=max_wait_s > 0)
+            self._entries[key] = _Entry(queued=max_wait_s > 0)
             return "admitted"
 
     def wait_estimate(self) -> float | None:
         """About how long a request queued now would wait for its first audio (None: not measured yet)."""
         with self._lock:
             self._calls["wait_estimate"] += 1
-            return self._pace.wait_s(sum(e.waiting for e in self._entries.values()))
+            return self._pace.wait_s(time.monotonic(), sum(e.waiting for e in self._entries.values()))
 
     def claim(self, key: str, worker: WorkerProcess) -> None:
         """`worker` has taken this request: if it dies, `reap` closes the entry."""
@@ -140,7 +140,7 @@ class StreamBoard:
                 return
             if entry.queued and audio_s > 0:
                 entry.queued = False
-                self._pace.started(time.monotonic(), entry.opened_at)
+                self._pace.started(time.monotonic())
             entry.delivered_s = max(entry.delivered_s, audio_s)
 
     def feed(self, key: str, text: str, *, flush: bool = False, end: bool = False) -> bool:
