@@ -54,6 +54,23 @@ def test_a_stream_about_to_run_dry_is_protected_from_first_audio_work() -> None:
     assert pick is not None and pick.key == "dry"
 
 
+def test_a_stream_protected_from_a_newcomer_gets_just_enough_for_the_newcomer_to_go_next() -> None:
+    """A reply that has just started playing (2 s of audio) and a second one that came with it: the first
+    gets a short chunk, enough to wait out the second's first chunk and its own next one with the margin,
+    not the longest step the second's bound would allow; then the second starts."""
+    policy = scheduler(capacity=2.5, overhead_s=0.116)
+    young = playing("young", first_audio_s=0.92, sent=2.0)
+    second = newcomer("second", 0.0, 175)
+    second.admitted_s = 0.92
+    pick = policy.pick(0.92, [young, second])
+    assert pick is not None and pick.key == "young"
+    cost = policy.cost
+    chunk_s, first_s = cost.cost(pick.max_chars, 1.0), cost.cost(policy.first_chunk_chars, 1.0)
+    assert chunk_s <= first_s < policy.max_step_s  # it waited 1.6 s (the longest step) before
+    left_s = young.buffered_s(0.92) - chunk_s + cost.audio(pick.max_chars, 1.0)
+    assert left_s - policy.margin_s >= first_s + cost.cost(policy.min_chunk_chars, 1.0)
+
+
 def test_no_newcomer_waits_longer_than_one_step_after_its_admission() -> None:
     """Even when playing streams are at risk: aging bounds the wait (they would run dry anyway)."""
     policy = scheduler(capacity=1.6)
@@ -353,6 +370,21 @@ def test_a_fast_worker_keeps_every_stream_of_a_ramp_gap_free() -> None:
     outcomes = sim.run([(5.0 * i / 128, 395) for i in range(128)])
     assert len(outcomes) == 128 and all(o.done_s is not None for o in outcomes)
     assert max(o.worst_gap_s for o in outcomes) <= 0.1
+
+
+@pytest.mark.parametrize("capacity", [2.5, 3.0, 4.0, 8.0])
+def test_two_replies_that_come_together_within_four_fifths_of_capacity_both_start_within_three_lone_starts(
+    capacity: float,
+) -> None:
+    """Two voice agents' three-sentence replies (~13 s of audio each) at the same moment, on a worker they
+    load to 80 % or less: the second hears audio within 3x a lone reply's first audio (its turn comes after
+    the first one's first chunk and one short chunk that keeps that one playing), and neither runs dry."""
+    cost = model(capacity, 0.116)
+    lone = Simulation(Scheduler(model(capacity, 0.116)), cost).run([(0.0, 194)])[0].first_audio_s
+    together = Simulation(Scheduler(model(capacity, 0.116)), cost).run([(0.0, 194), (0.0, 175)])
+    assert lone is not None and all(o.done_s is not None for o in together)
+    assert max(o.first_audio_s or math.inf for o in together) <= 3 * lone
+    assert max(o.worst_gap_s for o in together) == 0.0
 
 
 @pytest.mark.parametrize(("capacity", "overhead_s"), [(1.8, 0.25), (3.9, 0.05), (8.0, 0.02), (8.0, 0.1)])

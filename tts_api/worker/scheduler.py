@@ -3,7 +3,8 @@
 Earliest deadline first (`edf`). A stream that has not sent audio yet is due at once; a playing stream's
 next chunk is due when the audio already sent, played in real time from its first audio, runs out, minus
 a safety margin. A newcomer's first chunk goes ahead of playing streams unless one of them would run dry
-while it is made, but never later than `max_step_s` after its admission (no newcomer starves). A chunk is
+while it is made (that one then gets a chunk just large enough to wait out the newcomer's first), but never
+later than `max_step_s` after its admission (no newcomer starves). A chunk is
 cut so that every other stream stays on time (but never below a minimum chunk while several are behind:
 chunks that pay the fixed cost too often would keep them behind); when nobody else needs the worker soon
 it grows to the efficient size (the lone-stream plan), and spare capacity builds leads up to `max_lead_s`.
@@ -218,7 +219,10 @@ class Scheduler:
         else:
             chosen = min(ready, key=lambda s: (self.deadline(s, now), s.arrived_s))
             if not chosen.playing:
-                chosen = self._protect_playing(now, chosen, ready)
+                newcomer, chosen = chosen, self._protect_playing(now, chosen, ready)
+                if chosen is not newcomer:  # just enough for it to wait out the newcomer's first chunk
+                    chars = self._max_chars(now, chosen, ready, waiting, latest)
+                    return Pick(chosen.key, min(chars, self._shield_chars(now, chosen, newcomer)))
         return Pick(chosen.key, self._max_chars(now, chosen, ready, waiting, latest))
 
     def pick_batch(self, now: float, streams: Sequence[StreamView], *, waiting: bool = False) -> list[Pick]:
@@ -261,6 +265,16 @@ class Scheduler:
             if s.playing and s.buffered_s(now) - self.margin_s < first_cost + self._next_cost(s)
         ]
         return min(at_risk, key=lambda s: s.buffered_s(now)) if at_risk else newcomer
+
+    def _shield_chars(self, now: float, stream: StreamView, newcomer: StreamView) -> int:
+        """The chunk after which `stream`'s player has enough to wait out the newcomer's first chunk and its
+        own next one (the test `_protect_playing` failed), at least a few words: a newcomer deferred for a
+        playing stream waits one short step, not the longest the others allow."""
+        gain = self.cost.audio(1, stream.speed) - self.cost.cost(1, stream.speed) + self.cost.overhead_s
+        if gain <= 0:  # slower than real time: no chunk builds a lead
+            return UNLIMITED
+        short = self.margin_s + self._first_cost(newcomer) + self._next_cost(stream) - stream.buffered_s(now)
+        return max(self.min_chunk_floor, math.ceil((short + self.cost.overhead_s) / gain))
 
     def _first_cost(self, stream: StreamView) -> float:
         return self.cost.cost(min(self.first_chunk_chars, stream.remaining_chars), stream.speed)
