@@ -54,13 +54,14 @@ def _yardstick(run: dict[str, Any], worker: Worker) -> float | None:
 
 
 def _worker(name: str, capacity: float | None, lone_first_audio_s: float | None) -> Worker | None:
-    """The yardstick's worker for a scenario: the emulated engine's known costs; for the real engine its
-    measured capacity, and a fixed cost per chunk from a lone stream's first audio."""
-    if not capacity:
-        return None
+    """The yardstick's worker for a scenario: the emulated engine's known costs (N audio s per s in long
+    chunks, whatever the measured lone pace); for the real engine its measured capacity, and a fixed cost
+    per chunk from a lone stream's first audio."""
     if name.startswith("emulated:"):
         listeners = float(name.split(":")[1])
-        return Worker(capacity, 0.02 + EMULATED_MARGINS_S / listeners, FIRST_CHUNK_AUDIO_S)
+        return Worker(listeners, 0.02 + EMULATED_MARGINS_S / listeners, FIRST_CHUNK_AUDIO_S)
+    if not capacity:
+        return None
     fixed = max(0.0, (lone_first_audio_s or 0.0) - FIRST_CHUNK_AUDIO_S / capacity)
     return Worker(capacity, fixed, FIRST_CHUNK_AUDIO_S)
 

@@ -191,7 +191,9 @@ def test_quality_scores_every_variant_against_the_bare_pipeline(quick: QuickRun)
 def test_goodput_compares_both_policies_on_the_real_and_the_emulated_engine(quick: QuickRun) -> None:
     scenarios = quick.figures["goodput"]["scenarios"]
     assert set(scenarios) == {"real engine", "emulated:8"}
-    assert scenarios["emulated:8"]["capacity_audio_s_per_s"] == 8.0
+    # The lone pace the fifo burst measured, below the 8 audio s per s of long chunks: a text's first chunks
+    # are short and each pays the fixed cost.
+    assert 0 < scenarios["emulated:8"]["capacity_audio_s_per_s"] < 8.0
     for name, scenario in scenarios.items():
         assert scenario["capacity_audio_s_per_s"] > 0
         assert set(scenario["policies"]) == {"fifo", "edf"}
