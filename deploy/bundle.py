@@ -29,11 +29,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tts_api.model.layout import ModelDir
+from tts_api.processes import ROOT
 from tts_api.settings import default_model_dir
 
 __all__ = ["build_bundle", "install_script", "main"]
 
-ROOT = Path(__file__).resolve().parent.parent
 
 INSTALL_SH = """\
 #!/bin/sh

@@ -13,14 +13,18 @@ from typing import NoReturn
 
 import pytest
 
-__all__ = ["REQUIRED_ENV", "can_install_packages", "require_program", "unavailable"]
+__all__ = ["REQUIRED_ENV", "require_program", "unavailable", "why_setup_cannot_install"]
 
 REQUIRED_ENV = "TTS_TESTS_REQUIRE_SYSTEM"  # set by .ci/run: no program may be skipped there
 
 
-def can_install_packages() -> bool:
-    """Whether `make test`'s tools/system-packages could install Debian packages here."""
-    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+def why_setup_cannot_install() -> str | None:
+    """Why `make test`'s tools/system-packages cannot install Debian packages here; None where it can."""
+    if os.geteuid() != 0:
+        return f"not root (uid {os.geteuid()})"
+    if shutil.which("apt-get") is None:
+        return "no apt-get on PATH"
+    return None
 
 
 def require_program(found: str | None, what: str, package: str) -> str:
@@ -35,8 +39,10 @@ def require_program(found: str | None, what: str, package: str) -> str:
 def unavailable(reason: str) -> NoReturn:
     """What this machine cannot do: a skip only where `make test` cannot set machines up (not root, or no
     apt-get: the project's rule), and never on CI (REQUIRED_ENV); a failure everywhere else."""
-    if can_install_packages():
+    cannot = why_setup_cannot_install()
+    if cannot is None:
         pytest.fail(f"{reason}, on a machine where `make test` sets it up (root, apt-get)", pytrace=False)
     if os.environ.get(REQUIRED_ENV) == "1":
         pytest.fail(f"{reason}; {REQUIRED_ENV}=1 (CI) requires it", pytrace=False)
-    pytest.skip(f"{reason}; not root or no apt-get here, so `make test` cannot set it up")
+    # Off CI only (CI failed above): the project's rule for a machine `make test` cannot set up.
+    pytest.skip(f"{reason}; `make test` cannot install it here: {cannot} (under CI this fails)")

@@ -219,10 +219,10 @@ class Scheduler:
         else:
             chosen = min(ready, key=lambda s: (self.deadline(s, now), s.arrived_s))
             if not chosen.playing:
-                newcomer, chosen = chosen, self._protect_playing(now, chosen, ready)
-                if chosen is not newcomer:  # just enough for it to wait out the newcomer's first chunk
-                    chars = self._max_chars(now, chosen, ready, waiting, latest)
-                    return Pick(chosen.key, min(chars, self._shield_chars(now, chosen, newcomer)))
+                protected = self._protect_playing(now, chosen, ready)
+                if protected is not chosen:  # just enough for it to wait out the newcomer's first chunk
+                    chars = self._max_chars(now, protected, ready, waiting, latest)
+                    return Pick(protected.key, min(chars, self._shield_chars(now, protected, chosen)))
         return Pick(chosen.key, self._max_chars(now, chosen, ready, waiting, latest))
 
     def pick_batch(self, now: float, streams: Sequence[StreamView], *, waiting: bool = False) -> list[Pick]:
@@ -270,7 +270,8 @@ class Scheduler:
         """The chunk after which `stream`'s player has enough to wait out the newcomer's first chunk and its
         own next one (the test `_protect_playing` failed), at least a few words: a newcomer deferred for a
         playing stream waits one short step, not the longest the others allow."""
-        gain = self.cost.audio(1, stream.speed) - self.cost.cost(1, stream.speed) + self.cost.overhead_s
+        # Audio a character adds to its player, less the compute it costs (the fixed cost apart).
+        gain = self.cost.audio(1, stream.speed) - self.cost.compute_s_per_char / stream.speed
         if gain <= 0:  # slower than real time: no chunk builds a lead
             return UNLIMITED
         short = self.margin_s + self._first_cost(newcomer) + self._next_cost(stream) - stream.buffered_s(now)
