@@ -30,9 +30,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def bundle(request: pytest.FixtureRequest) -> Bundle:
     """The bundle, built and installed (in the background); the test fails with pip's words if it was not."""
-    built = request.config.stash.get(BUNDLE, None)
-    if built is None:  # collected only
-        built = request.config.stash[BUNDLE] = Bundle()
+    built = request.config.stash[BUNDLE]  # started when the tests were collected
     finished = built.run.wait(TIMEOUT_S)
     if finished.returncode != 0:
         pytest.fail(
