@@ -14,7 +14,7 @@
 # Stages, each rebuilt only when what it copies changes:
 #   deps     a venv with MODEL_TORCH_SPEC and the dependencies pinned in pyproject.toml
 #   model    the model directory, built and verified (npm lives here only)
-#   venv     the image's venv: deps' own, or made anew around TORCH_SPEC when that names another torch
+#   venv     the image's venv: deps' own, with TORCH_SPEC's torch in place of the model's when it names another
 #   package  this package as a wheel
 #   (final)  the model, the venv, the package, server.py: a code edit rebuilds only the last two layers
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -55,13 +55,14 @@ RUN python -m tts_api.model.assets --model-dir "$TTS_MODEL_DIR"
 FROM deps AS venv
 ARG MODEL_TORCH_SPEC="torch==2.13.0"
 ARG TORCH_SPEC="torch==2.13.0"
-# Another torch (a CUDA build) gets a venv of its own, so that nothing of the model's CPU torch stays behind.
+# Another torch (a CUDA build) replaces the model's CPU torch in the same venv: pip removes every file of the
+# old one, and the other dependencies, which build nothing against torch, stay installed (reinstalling them
+# all cost minutes). `pip check`: the new torch must satisfy what they ask of it.
 # hadolint ignore=SC2086,DL3013
 RUN if [ "$TORCH_SPEC" != "$MODEL_TORCH_SPEC" ]; then \
-        rm -rf /opt/venv \
-        && python -m venv /opt/venv \
+        pip uninstall -y torch \
         && pip install ${TORCH_SPEC} \
-        && pip install -r requirements.txt; \
+        && pip check; \
     fi
 
 FROM deps AS package

@@ -29,8 +29,8 @@ IMAGE = "tts-api"  # as the README tags it
 CUDA_VARIANT = "localhost/tts-api-test:cuda-variant"  # a test's image: removed after its check
 # The CUDA build's TORCH_SPEC. No CUDA wheel index can be named here (no host names in the code), and the
 # index this machine's pip reaches serves torch's CUDA build only as ~3 GB of wheels: a CPU torch of the same
-# release stands in, which takes the same path through the Dockerfile (a venv of its own around another
-# torch). A machine that can fetch the real one sets TTS_TEST_CUDA_TORCH_SPEC.
+# release stands in, which takes the same path through the Dockerfile (another torch in place of the
+# model's). A machine that can fetch the real one sets TTS_TEST_CUDA_TORCH_SPEC.
 CUDA_STANDIN_SPEC = "torch==2.13.0+cpu"
 BUILD_TIMEOUT_S = 3600.0
 

@@ -2,7 +2,8 @@
 
 No CUDA wheel index can be reached by name here, so a CPU torch of the same release stands in for the CUDA
 one (tests/container/build.py CUDA_STANDIN_SPEC; TTS_TEST_CUDA_TORCH_SPEC names a real one): it takes the
-Dockerfile's path for another torch, a venv of its own, while the model stage is reused, not rebuilt.
+Dockerfile's path for another torch (it replaces the model's in the venv), while the model stage is reused,
+not rebuilt.
 """
 
 from __future__ import annotations

@@ -170,10 +170,14 @@ def test_a_full_replicas_503_passes_through_unchanged(cluster: Cluster) -> None:
 
 
 def test_one_command_runs_the_cluster_and_stops_all_of_it(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The command's own work: its processes, nginx in front, the stop. Its replica runs the load-testing
+    engine, which starts in seconds: the replicas above show the model's speech through the proxy, and a
+    second model load beside them cost this test minutes on a busy 2-core machine."""
     port = free_port()
     output = tmp_path / "cluster.out"
     command = [sys.executable, "-m", "deploy.cluster", "--replicas", "1", "--port", str(port)]
-    command += ["--workdir", str(tmp_path / "cluster"), "--", *server_args(tiny_model_dir)]
+    replica = server_args(tiny_model_dir, "--engine", "emulated:100:0")
+    command += ["--workdir", str(tmp_path / "cluster"), "--", *replica]
     with output.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     seen: dict[int, psutil.Process] = {}

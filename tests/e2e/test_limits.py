@@ -33,7 +33,7 @@ MB = 1024 * 1024
 BOARD = "tts_cancel_board_entries"
 PAUSE_TAGS = "Hi. " + "[pause:10s]" * 360  # 3.6 KB that ask for an hour of silence
 LONGEST_WORD = "a" * 50_000  # one word as long as the default input limit allows
-RUN_ON = " ".join(["the quick brown fox jumps over the lazy dog"] * 30)  # no sentence end
+RUN_ON = " ".join(["the quick brown fox jumps over the lazy dog"] * 21)  # no sentence end
 STORY = " ".join(f"Sentence {i} of a long text that one client asks for as a whole file." for i in range(715))
 READ_WINDOW_S = 5.0
 SLOW_READERS = 64
@@ -84,11 +84,12 @@ def peak_rss(server: ServerProcess) -> Iterator[dict[int, float]]:
 def working_set(bounded_server: ServerProcess) -> dict[int, float]:
     """The peak of each process while chunks of the largest size are made: what any request may use (the
     model's activations for the largest chunk; an idle worker hands its heap back, so every request grows it
-    again by that much). Seeded, the text keeps to the lone-stream plan whatever this machine's speed, and
-    with no sentence end to cut at its last chunks fill the cap: a plain text's chunks, cut at sentences and
-    sized by how fast the worker runs, peak ~250 MB lower here and differ from one machine to the next.
-    Twice: the same request peaks tens of MB apart from one run to the next, as the allocator's pools fall."""
-    largest = {"input": RUN_ON[:1200], "response_format": "pcm", "seed": 1}
+    again by that much). Seeded, the text keeps to the lone-stream plan whatever this machine's speed; with
+    no sentence end to cut at, its fifth chunk fills the cap (30, 60, 120, 240, 360 characters). A plain
+    text's chunks, cut at sentences and sized by the worker's speed, peaked ~250 MB lower here and differ
+    from machine to machine. Twice: the same request peaks tens of MB apart from one run to the next, as the
+    allocator's pools fall."""
+    largest = {"input": RUN_ON[:900], "response_format": "pcm", "seed": 1}
     with peak_rss(bounded_server) as peaks:
         for _ in range(2):
             assert read_all(bounded_server.url, largest)[0] == 200
