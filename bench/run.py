@@ -58,7 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(default: the server's, TTS_MODEL_DIR or ~/.cache/tts-api/kokoro-82m-v1.0)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="one repetition, shorter texts, 1-2 streams (~2 min)"
+        "--quick",
+        action="store_true",
+        help="one repetition, shorter texts, 1-2 streams (a few minutes: 6.7 on the tiny model, 2 vCPUs)",
     )
     parser.add_argument(
         "--out",
