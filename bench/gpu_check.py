@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from tts_api.formats import SAMPLE_RATE
-from tts_api.model.g2p import g2p_pipeline
+from tts_api.model.g2p import g2p_pipeline, offline_spacy
 from tts_api.model.kmodel import REPO_ID, load_plain_model
 from tts_api.model.layout import ModelDir
 from tts_api.settings import Settings
@@ -80,7 +80,8 @@ def lone_stream(
     _sync(device)
     product = time.perf_counter() - started
     files = ModelDir(model_dir).require()
-    bare = KPipeline(lang_code="a", repo_id=REPO_ID, model=load_plain_model(files, device))
+    with offline_spacy():  # misaki would download spaCy's model, which is installed under another name
+        bare = KPipeline(lang_code="a", repo_id=REPO_ID, model=load_plain_model(files, device))
     pack = torch.load(files.voice(voice), weights_only=True).to(device)
     for _ in bare(text[:100], voice=pack):  # warm-up
         pass
@@ -163,22 +164,30 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run(model_dir: Path, device: str, streams: Sequence[int], batch: int, budget_s: float) -> dict[str, Any]:
-    text = TEXTS["long"]
+def run(
+    model_dir: Path,
+    device: str,
+    streams: Sequence[int],
+    batch: int,
+    budget_s: float,
+    text_name: str = "long",
+    voice: str = VOICE,
+) -> dict[str, Any]:
+    text = TEXTS[text_name]
     g2p_pipeline("a")  # G2P loads once, outside every timing
     engine = KokoroEngine(model_dir, device, engine="torch", batch=batch)
-    for _ in speak_all(engine, text[:200], _blend(VOICE), seed=0):  # warm-up
+    for _ in speak_all(engine, text[:200], _blend(voice), seed=0):  # warm-up
         pass
     result: dict[str, Any] = {
         "path": "in-process engine (KokoroEngine, render_batch), no HTTP server",
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else device,
         "torch": torch.__version__,
-        "lone": lone_stream(engine, model_dir, device, text),
+        "lone": lone_stream(engine, model_dir, device, text, voice),
         "streams": [],
     }
     for count in streams:
         for size in sorted({1, batch}):
-            result["streams"].append(many_streams(engine, device, text, count, size, budget_s))
+            result["streams"].append(many_streams(engine, device, text, count, size, budget_s, voice))
     return result
 
 
@@ -189,8 +198,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--budget-s", type=float, default=60.0, help="the longest one streams run may take")
+    parser.add_argument("--text", choices=sorted(TEXTS), default="long", help="what every stream reads")
+    parser.add_argument("--voice", default=VOICE)
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.model_dir, args.device, args.streams, args.batch, args.budget_s), indent=2))
+    result = run(args.model_dir, args.device, args.streams, args.batch, args.budget_s, args.text, args.voice)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
