@@ -7,6 +7,7 @@ shows it).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -157,3 +158,35 @@ def test_bad_input_shows_the_servers_own_message(
     assert page.inner_text("#error") == expected.json()["error"]["message"]
     assert page.is_visible("#error")
     assert page.evaluate("window.ttsState.scheduledSamples") == 0
+
+
+def test_speak_as_i_type_speaks_a_sentence_before_the_next_one_is_typed(page: sync_api.Page) -> None:
+    """The box on: each word goes over the ElevenLabs socket as it is typed; the first sentence is spoken
+    once the next word shows it ended (no flush, the text unfinished); Enter and unchecking speak the rest."""
+    frames: list[dict[str, object]] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(json.loads(payload))))
+    page.fill("#text", "")
+    page.check("#live")
+    page.wait_for_function("window.ttsState.status === 'listening'", timeout=TIMEOUT_MS)
+    page.focus("#text")
+    page.keyboard.type("Hello world. This is", delay=5)
+    page.wait_for_function("window.ttsState.deltas > 0", timeout=TIMEOUT_MS)
+    sent = page.evaluate("window.ttsState.sent")
+    assert not any(m.get("flush") for m in sent), "spoken before any flush"
+    assert "".join(m.get("text", "") for m in sent[1:]) == "Hello world. This "  # "is" is still being typed
+
+    page.keyboard.type(" a test of typing", delay=5)
+    page.keyboard.press("Enter")
+    page.uncheck("#live")
+    page.wait_for_function("window.ttsState.done", timeout=TIMEOUT_MS)
+    state = page.evaluate("window.ttsState")
+    assert state["error"] is None and state["deltas"] >= 2 and state["scheduledSamples"] > 0
+    sent = state["sent"]
+    assert sent[0] == {"text": " ", "context_id": "page-1", "voice_settings": {"speed": 1}}
+    assert "".join(m.get("text", "") for m in sent[1:]) == "Hello world. This is a test of typing\n"
+    assert sent[-2:] == [
+        {"context_id": "page-1", "flush": True},
+        {"context_id": "page-1", "close_context": True},
+    ]
+    # What the page says it sent is what went over the socket (keepalives apart).
+    assert [f for f in frames if f != {"text": ""}] == sent

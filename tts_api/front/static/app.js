@@ -1,6 +1,8 @@
 // The tts-api web page: streams speech from POST /v1/audio/speech as server-sent events carrying 24 kHz
 // 16-bit PCM, plays each delta the moment it arrives (Web Audio buffers scheduled back to back), and
-// highlights the word being spoken from the speech.word_timestamps events. Talks to this server only.
+// highlights the word being spoken from the speech.word_timestamps events. "Speak as I type" sends each word
+// as it is typed over the ElevenLabs multi-stream-input socket, which speaks each sentence once it is sure.
+// Talks to this server only.
 "use strict";
 
 const SAMPLE_RATE = 24000; // the server's pcm: signed 16-bit little-endian, mono, no header
@@ -11,11 +13,14 @@ const LANGUAGE_NAMES = {
   i: "Italian", j: "Japanese", p: "Brazilian Portuguese", z: "Mandarin Chinese",
 };
 const BLEND = "__blend__";
+const LIVE_FORMAT = "pcm_24000"; // the socket's name for the same s16le PCM
+const KEEPALIVE_MS = 10000; // the socket closes after 20 s without a message, typing or not
 
 // What the page did, for people (the status line) and for the browser test (window.ttsState).
 const state = {
   status: "ready", error: null, firstAudioMs: null, deltas: 0, scheduledSamples: 0,
   words: [], highlighted: [], done: false,
+  sent: [], // speak as I type: the socket messages sent, in order
 };
 window.ttsState = state;
 
@@ -308,12 +313,147 @@ async function speak(event) {
 }
 
 function stop() {
+  if (live) {
+    $("live").checked = false;
+    endLive(true);
+    return;
+  }
   if (controller) controller.abort();
   player.stop();
   stopTicker();
   setStatus("stopped");
   $("stop").disabled = true;
   if (state.scheduledSamples > 0) $("download").disabled = false;
+}
+
+// ----- speak as I type ---------------------------------------------------------------------------
+
+// The socket, the context its words go to and the text sent so far; null while the box is unchecked.
+let live = null;
+let liveContexts = 0;
+
+function liveUrl() {
+  const params = new URLSearchParams({ output_format: LIVE_FORMAT });
+  const key = $("api-key").value.trim();
+  if (key) params.set("api_key", key); // a browser's socket cannot send headers
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const voice = encodeURIComponent(chosenVoice());
+  return `${scheme}://${location.host}/v1/text-to-speech/${voice}/multi-stream-input?${params}`;
+}
+
+function liveSend(message) {
+  state.sent.push(message);
+  live.socket.send(JSON.stringify(message));
+}
+
+/** Open the socket; what the box holds now stays unspoken, what is typed after it is spoken. */
+function startLive() {
+  if (controller) controller.abort();
+  stopTicker();
+  resetRun("");
+  Object.assign(state, { sent: [] });
+  player.start();
+  const socket = new WebSocket(liveUrl());
+  const session = {
+    socket, context: `page-${++liveContexts}`, text: $("text").value, open: false, ending: false, at: null,
+  };
+  session.keepalive = setInterval(() => {
+    if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ text: "" }));
+  }, KEEPALIVE_MS);
+  live = session;
+  $("speak").disabled = true;
+  $("stop").disabled = false;
+  setStatus("connecting");
+  socket.onopen = () => setStatus("listening");
+  socket.onmessage = (event) => {
+    if (live !== session) return; // a stopped socket's last words are not played
+    const message = JSON.parse(event.data);
+    if (message.audio) {
+      if (state.firstAudioMs === null) {
+        state.firstAudioMs = performance.now() - session.at;
+        $("first-audio").textContent = `${(state.firstAudioMs / 1000).toFixed(2)} s`;
+      }
+      setStatus("playing");
+      state.deltas += 1;
+      state.scheduledSamples += player.push(base64Bytes(message.audio));
+      $("audio-seconds").textContent = `${player.seconds.toFixed(1)} s`;
+    } else if (message.isFinal) {
+      state.done = true;
+      setStatus("finished");
+      socket.close();
+    } else if (message.message) {
+      showError(message.message);
+    }
+  };
+  socket.onclose = (event) => {
+    clearInterval(session.keepalive);
+    if (live !== session) return;
+    live = null;
+    $("live").checked = false;
+    $("speak").disabled = false;
+    $("stop").disabled = true;
+    if (!state.done && !state.error) showError(event.reason || `the socket closed (code ${event.code})`);
+  };
+  socket.onerror = () => {
+    if (live === session && !state.error) showError("cannot open the socket to the server");
+  };
+}
+
+/** Send the words typed since the last message: whole words only (the word being typed waits). */
+function liveTyped(whole = false) {
+  if (!live || live.ending || live.socket.readyState !== WebSocket.OPEN) return;
+  const text = $("text").value;
+  if (!text.startsWith(live.text)) {
+    live.text = text; // an edit of what was said already: what was said stays said
+    return;
+  }
+  const added = text.slice(live.text.length);
+  const end = whole ? added.length - 1 : Math.max(...[" ", "\n", "\t"].map((c) => added.lastIndexOf(c)));
+  if (end < 0 || !added.slice(0, end + 1).trim()) return;
+  const piece = added.slice(0, end + 1);
+  if (!live.open) {
+    liveSend({ text: " ", context_id: live.context, voice_settings: { speed: Number($("speed").value) } });
+    live.open = true;
+    live.at = performance.now();
+  }
+  liveSend({ text: piece, context_id: live.context });
+  live.text += piece;
+  renderReading(text, null);
+}
+
+/** Enter: speak what was typed now, the sentence unfinished too. */
+function liveFlush(event) {
+  if (!live || event.key !== "Enter" || event.shiftKey) return;
+  setTimeout(() => {
+    liveTyped(); // the newline ends the last word
+    if (live && live.open && !live.ending) liveSend({ context_id: live.context, flush: true });
+  });
+}
+
+/** Unchecked: the turn ends (the rest is spoken, then the socket closes). Stop: silence now. */
+function endLive(now) {
+  if (!live) return;
+  const session = live;
+  if (!now) liveTyped(true); // the word being typed too
+  if (now || !session.open || session.socket.readyState !== WebSocket.OPEN) {
+    live = null;
+    clearInterval(session.keepalive);
+    session.socket.close();
+    player.stop();
+    setStatus("stopped");
+    $("speak").disabled = false;
+    $("stop").disabled = true;
+  } else {
+    // After a flush, closing the context ends the turn: the rest is spoken, then isFinal closes the socket.
+    liveSend({ context_id: session.context, flush: true });
+    liveSend({ context_id: session.context, close_context: true });
+    session.ending = true;
+  }
+}
+
+function onLiveChange() {
+  if ($("live").checked) startLive();
+  else endLive(false);
 }
 
 // ----- the word being spoken ---------------------------------------------------------------------
@@ -407,6 +547,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("voice").addEventListener("change", onVoiceChange);
   $("speed").addEventListener("input", updateSpeed);
   $("api-key").addEventListener("change", loadVoices);
+  $("live").addEventListener("change", onLiveChange);
+  $("text").addEventListener("input", () => liveTyped());
+  $("text").addEventListener("keydown", liveFlush);
   updateSpeed();
   renderReading($("text").value, null);
   $("text").addEventListener("input", () => {
