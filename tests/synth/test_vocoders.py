@@ -147,6 +147,52 @@ def test_an_interrupt_stops_the_chunk_in_flight(engines: dict[str, KokoroEngine]
     assert len(list(speak_all(engine, "Still works.", voice(engine), seed=1))) == 1
 
 
+class _Vocoder:
+    """Records whether the decoder was reached; interrupts the model from inside the front's first layer."""
+
+    name = "spy"
+
+    def __init__(self) -> None:
+        self.decoded = 0
+
+    def decode(self, *args: object) -> torch.Tensor:
+        self.decoded += 1
+        return torch.zeros(1)
+
+    def interrupt(self) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+
+def test_an_interrupt_during_the_front_stops_before_the_vocoder(tiny_model_dir: Path) -> None:
+    """The front (ALBERT, the predictor) is a good part of a short chunk on a CPU: a barge-in that lands
+    there stops at its next layer, not once the vocoder starts."""
+    files = ModelDir(tiny_model_dir)
+    kmodel = load_model(files, "cpu")
+    spy = _Vocoder()
+    model = SpeechModel(kmodel, spy, trim=None)  # type: ignore[arg-type]
+    layers: list[str] = []
+
+    def interrupt_on_the_third(module: torch.nn.Module, args: object) -> None:
+        layers.append(type(module).__name__)
+        if len(layers) == 3:
+            model.interrupt()
+
+    hooks = [m.register_forward_pre_hook(interrupt_on_the_third) for m in kmodel.bert.modules()]
+    phonemes = "ðə kwˈɪk bɹˈWn fˈɑks"
+    ref_s = torch.load(files.voice("af_heart"), weights_only=True)[len(phonemes) - 1]
+    with pytest.raises(Interrupted):
+        model(phonemes, ref_s, 1.0, model.generator(1))
+    assert spy.decoded == 0
+    for hook in hooks:
+        hook.remove()
+    model.reset()
+    model(phonemes, ref_s, 1.0, model.generator(1))
+    assert spy.decoded == 1
+
+
 class _Board:
     def __init__(self) -> None:
         self.stopped: set[str] = set()
