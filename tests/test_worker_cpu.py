@@ -1,0 +1,23 @@
+"""bench/worker_cpu.py: each part of a worker's own CPU is measured, and the ceiling follows from them."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.worker_cpu import measure_worker_cpu
+
+
+def test_every_part_of_a_workers_own_cpu_is_measured_and_the_ceiling_follows() -> None:
+    result = measure_worker_cpu(streams=8, batch=4, chunk_s=2.0, texts=["Hello there. How are you today?"])
+    assert result["g2p"]["sentences"] == 2
+    parts = [
+        result["g2p"]["cpu_ms_per_audio_s"],
+        result["scheduling"]["cpu_ms_per_audio_s"],
+        result["hand_over"]["cpu_ms_per_audio_s"],
+    ]
+    assert all(part > 0 for part in parts)
+    encoding = result["encoding_cpu_ms_per_audio_s"]
+    assert set(encoding) == {"mp3", "opus", "aac", "flac", "wav", "pcm", "ulaw"}
+    assert encoding["mp3"] > encoding["pcm"] > 0  # a lossy codec does real work; pcm only converts
+    for fmt in ("pcm", "mp3", "opus"):
+        assert result["ceiling_audio_s_per_s"][fmt] == pytest.approx(1000 / (sum(parts) + encoding[fmt]))
