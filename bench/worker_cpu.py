@@ -69,7 +69,7 @@ def _g2p(texts: list[str]) -> dict[str, float]:
 def _encoding() -> dict[str, float]:
     rng = np.random.default_rng(0)
     second = (0.1 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)
-    result = {}
+    result: dict[str, float] = {}
     for fmt in RESPONSE_FORMATS:
 
         def encode(fmt: Any = fmt) -> None:
