@@ -177,7 +177,8 @@ def burst(server: Service, texts: list[str], bound_s: float) -> dict[str, Any]:
 def open_loop(
     server: Service, texts: list[str], rate_per_s: float, duration_s: float, bound_s: float, seed: int
 ) -> dict[str, Any]:
-    """Poisson arrivals at `rate_per_s` for `duration_s`, each listener on its own thread."""
+    """Poisson arrivals at `rate_per_s` for `duration_s`, each listener on its own thread; at least one,
+    however late it comes (a slow worker's low rate could leave a short run with none, measuring nothing)."""
     server.wait_idle()
     rng = random.Random(seed)
     listeners: list[Listener] = []
@@ -185,7 +186,7 @@ def open_loop(
     started = time.monotonic()
     at = rng.expovariate(rate_per_s)
     index = 0
-    while at < duration_s:
+    while at < duration_s or not threads:
         time.sleep(max(0.0, started + at - time.monotonic()))
         text = texts[index % len(texts)]
         index += 1
