@@ -335,6 +335,29 @@ def test_the_cost_model_learns_both_its_parts_from_measured_chunks() -> None:
     assert cost.capacity == pytest.approx(1 / 15 / 0.02, rel=1e-3)
 
 
+# Chunks of the real model measured on a 2-vCPU Xeon (onnx engine, 2 threads): characters, compute s, audio s.
+XEON_SHORT = [(8, 0.90, 0.75), (13, 0.82, 0.89), (12, 0.98, 0.83), (27, 1.18, 1.42), (29, 1.32, 1.77),
+              (29, 1.56, 2.14), (39, 1.60, 2.23), (43, 1.57, 2.50), (42, 1.55, 2.80), (59, 1.98, 3.27),
+              (55, 2.19, 3.46), (56, 1.89, 3.33)]  # fmt: skip
+XEON_LONG = [(117, 3.59, 6.76), (237, 7.66, 13.54), (353, 10.53, 20.95), (354, 11.14, 20.60)]
+XEON_LONG_PACE = 1.87  # audio s per s of its ~360-character chunks
+
+
+def test_the_capacity_gauge_keeps_the_pace_of_long_chunks_while_only_short_ones_come() -> None:
+    """Start-up measured a long chunk; then only short chunks come (voice agents, one-sentence requests). A
+    line through those alone made long chunks 1.2x faster than they were; the gauge keeps what long chunks
+    measured."""
+    cost = CostModel.fit([(26, 1.2, 1.5), (84, 2.9, 5.0), (353, 10.53, 20.95)])
+    for chars, compute_s, audio_s in XEON_SHORT * 3:
+        cost.learn(chars, 1.0, compute_s, audio_s)
+    recent = CostModel.fit(XEON_SHORT)  # what the recent chunks alone say
+    assert recent.throughput() > 1.2 * XEON_LONG_PACE
+    assert cost.throughput() == pytest.approx(XEON_LONG_PACE, rel=0.1)
+    for chars, compute_s, audio_s in XEON_LONG:  # long chunks, when they come, update start-up's
+        cost.learn(chars, 1.0, compute_s, audio_s)
+    assert cost.throughput() == pytest.approx(XEON_LONG_PACE, rel=0.1)
+
+
 def test_a_request_that_opens_with_a_pause_teaches_nothing_of_first_chunks() -> None:
     policy = scheduler()
     policy.started(18)
