@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from ..text.planning import MAX_CHUNK_CHARS
 from ..text.segmentation import COST_PER_AUDIO_S
 
-__all__ = ["LONG_CHUNK_CHARS", "TYPICAL_CHARS_PER_AUDIO_S", "UNLIMITED", "CostModel"]
+__all__ = ["TYPICAL_CHARS_PER_AUDIO_S", "UNLIMITED", "CostModel"]
 
 # Kokoro at speed 1: about 15 characters per second of speech.
 TYPICAL_CHARS_PER_AUDIO_S = COST_PER_AUDIO_S
@@ -33,7 +33,7 @@ _MIN_SPREAD = 0.05  # chunk sizes must vary this much (relative variance) to tel
 # The fixed part is capped at this share of the mean chunk's cost, against a fit thrown by noise; on a GPU
 # (or emulated:200) it is most of a chunk's cost, and a lower cap made small chunks look cheap.
 _MAX_FIXED_SHARE = 0.9
-LONG_CHUNK_CHARS = 240  # a chunk at least this long (at speed 1) measures the pace of a long text
+_LONG_CHUNK_CHARS = 240  # a chunk at least this long (at speed 1) measures the pace of a long text
 _ERRORS = 64  # predictions remembered for the error factor: the worst of these is what admission plans for
 _STARTUP_ERROR = 1.1  # the error factor before any chunk was predicted
 
@@ -147,7 +147,7 @@ class CostModel:
         if decay < 1.0:  # a chunk served, not start-up's calibration: how far did the model miss?
             self._misses.append(compute_s / max(self.cost(chars, speed), 1e-9))
         self._sums.add(x, compute_s, decay)
-        if x >= LONG_CHUNK_CHARS and compute_s > 0:
+        if x >= _LONG_CHUNK_CHARS and compute_s > 0:
             pace = audio_s / compute_s
             self._long_pace = (
                 pace if self._long_pace is None else self._long_pace + _EWMA * (pace - self._long_pace)

@@ -10,10 +10,9 @@ and `onnx` (the export made and verified by `make model`, on ONNX Runtime, CPU).
 source's random draws from the current request's generator (on the GPU for a CUDA model), and all
 stop mid-chunk when `interrupt()` is called from another thread: ONNX Runtime between kernels
 (`RunOptions.terminate`), torch (either precision) before any of the decoder's convolutions. The front
-stops before any of its layers too: on a 2-vCPU CPU it is a few hundred milliseconds of a chunk, and a stop
-that waited for the vocoder came that much later. `bf16` on a
-CPU without bfloat16 kernels falls back to `torch` (said in one log line): emulated, it ran 85x slower
-than fp32.
+stops before any of its layers too: on a 2-vCPU CPU it is a few hundred milliseconds of a chunk, and a
+stop that waited for the vocoder came that much later. `bf16` on a CPU without bfloat16 kernels falls
+back to `torch` (said in one log line): emulated, it ran 85x slower than fp32.
 """
 
 from __future__ import annotations
