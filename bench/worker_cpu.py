@@ -4,8 +4,8 @@ Python thread must do besides launching work, and how much audio that thread cou
 Each part is measured alone, in this process, on one thread, as CPU time (`time.thread_time`), so a busy
 machine slows it less than it slows wall time:
 
-- G2P: kokoro's English pipeline (misaki and spaCy) on the listeners' texts, cut into sentences as the
-  planner cuts them; per second of the audio those characters make (15 characters per second at speed 1).
+- G2P: kokoro's English pipeline (misaki and spaCy) on the listeners' texts, cut into the chunks the
+  planner gives a lone stream; per second of the audio those characters make (15 per second at speed 1).
 - encoding: each response format's encoder (the server's own) fed one second at a time.
 - scheduling: one batched pick among `streams` playing streams and one admission test of a newcomer
   beside them, on a cost model of a GPU worker; per step, and per audio second when each step carries
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ import numpy as np
 from tts_api.formats import RESPONSE_FORMATS, SAMPLE_RATE
 from tts_api.synth.costs import TYPICAL_CHARS_PER_AUDIO_S, CostModel
 from tts_api.synth.encoders import open_encoder
+from tts_api.text.planning import plan_chunks
 from tts_api.worker.scheduler import Scheduler, StreamView
 
 from .texts import LISTENER_TEXTS
@@ -43,7 +43,6 @@ FRAME_S = 0.5  # audio per frame handed over
 ENCODED_S = 30  # seconds of audio each encoder is fed
 GPU_CAPACITY = 200.0  # audio seconds per second of the cost model the scheduler plans on (emulated:200)
 GPU_OVERHEAD_S = 0.04  # its fixed cost per step (a launch-bound front: ~40 ms on an H200)
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 def _cpu(work: Callable[[], object], repeats: int = 1) -> float:
@@ -58,12 +57,12 @@ def _g2p(texts: list[str]) -> dict[str, float]:
     from tts_api.model.g2p import g2p_pipeline
 
     pipeline = g2p_pipeline("a")
-    sentences = [s for text in texts for s in _SENTENCE.split(text) if s]
-    list(pipeline(sentences[0]))  # spaCy's first call loads lazily
-    chars = sum(len(s) for s in sentences)
-    cpu_s = _cpu(lambda: [list(pipeline(s)) for s in sentences])
+    chunks = [c.text for text in texts for c in plan_chunks(text) if c.text]
+    list(pipeline(chunks[0]))  # spaCy's first call loads lazily
+    chars = sum(len(c) for c in chunks)
+    cpu_s = _cpu(lambda: [list(pipeline(c)) for c in chunks])
     audio_s = chars / TYPICAL_CHARS_PER_AUDIO_S
-    return {"sentences": len(sentences), "chars": chars, "cpu_ms_per_audio_s": 1000 * cpu_s / audio_s}
+    return {"chunks": len(chunks), "chars": chars, "cpu_ms_per_audio_s": 1000 * cpu_s / audio_s}
 
 
 def _encoding() -> dict[str, float]:
