@@ -15,7 +15,7 @@ from tts_api.processes import ROOT, ServerProcess, free_port, server_command
 
 from .client import Metrics
 
-__all__ = ["ROOT", "CpuMeter", "Service", "free_port", "tree_memory", "tree_rss_mib"]
+__all__ = ["ROOT", "CpuMeter", "Service", "free_port", "own_cpu", "tree_memory", "tree_rss_mib"]
 
 START_TIMEOUT_S = 600.0  # loading Kokoro takes 10-30 s on a quiet 2-core box, much longer when it is busy
 IDLE_TIMEOUT_S = 600.0  # an abandoned long stream on the plain server runs to its end (~1-2 min)
@@ -87,20 +87,21 @@ class CpuMeter:
         self._start: dict[int, float] = {}
         self._last: dict[int, float] = {}
         for proc in processes:
-            seconds = _own_cpu(proc)
+            seconds = own_cpu(proc)
             if seconds is not None:
                 self._start[proc.pid] = self._last[proc.pid] = seconds
 
     def read(self, processes: Sequence[psutil.Process]) -> float:
         """CPU seconds since the meter was made, by `processes` and every process seen before."""
         for proc in processes:
-            seconds = _own_cpu(proc)
+            seconds = own_cpu(proc)
             if seconds is not None:
                 self._last[proc.pid] = seconds
         return sum(last - self._start.get(pid, 0.0) for pid, last in self._last.items())
 
 
-def _own_cpu(proc: psutil.Process) -> float | None:
+def own_cpu(proc: psutil.Process) -> float | None:
+    """CPU seconds (user + system) `proc` itself has used; None if it is gone."""
     try:
         times = proc.cpu_times()
     except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -1,17 +1,20 @@
 """Where a worker's own thread spends CPU per second of audio, the model apart: what a GPU worker's one
-Python thread must do besides launching work, and how much audio that thread could feed at most.
+Python thread must do besides launching work, and how much audio that thread could feed at most; and what
+encoding costs the HTTP processes, where each request's audio is encoded (front/encoding.py).
 
 Each part is measured alone, in this process, on one thread, as CPU time (`time.thread_time`), so a busy
 machine slows it less than it slows wall time:
 
 - G2P: kokoro's English pipeline (misaki and spaCy) on the listeners' texts, cut into the chunks the
   planner gives a lone stream; per second of the audio those characters make (15 per second at speed 1).
-- encoding: each response format's encoder (the server's own) fed one second at a time.
 - scheduling: one batched pick among `streams` playing streams and one admission test of a newcomer
   beside them, on a cost model of a GPU worker; per step, and per audio second when each step carries
   `batch` members of `chunk_s` seconds.
+- quantizing: the model's float samples to the 16-bit PCM that frames carry.
 - hand-over: putting each member's frames on a Manager queue (the transport LitServe's loop sends
   frames on) in frames of 0.5 s of pcm.
+- encoding (in an HTTP process, not the worker): each response format's encoder (the server's own) fed
+  one second at a time; the audio per second one HTTP process could encode at most.
 
 `python -m bench.worker_cpu [--streams 64] [--batch 16] [--chunk-s 4] [--out FILE]`; JSON on stdout.
 """
@@ -31,7 +34,7 @@ import numpy as np
 
 from tts_api.formats import RESPONSE_FORMATS, SAMPLE_RATE
 from tts_api.synth.costs import TYPICAL_CHARS_PER_AUDIO_S, CostModel
-from tts_api.synth.encoders import open_encoder
+from tts_api.synth.encoders import open_encoder, to_pcm16
 from tts_api.text.planning import plan_chunks
 from tts_api.worker.scheduler import Scheduler, StreamView
 
@@ -82,6 +85,12 @@ def _encoding() -> dict[str, float]:
     return result
 
 
+def _quantizing() -> dict[str, float]:
+    second = (0.1 * np.random.default_rng(0).standard_normal(SAMPLE_RATE)).astype(np.float32)
+    repeats = 200
+    return {"cpu_ms_per_audio_s": 1000 * _cpu(lambda: to_pcm16(second), repeats) / repeats}
+
+
 def _views(streams: int, now: float) -> list[StreamView]:
     """Playing streams at spread buffers and lengths, as a busy worker holds them."""
     views = []
@@ -123,22 +132,25 @@ def _hand_over() -> dict[str, float]:
 def measure_worker_cpu(
     streams: int = 64, batch: int = 16, chunk_s: float = 4.0, texts: list[str] | None = None
 ) -> dict[str, Any]:
-    """Every part's CPU per audio second, and the audio per second one thread doing all of them would
-    feed at most (with pcm, and with mp3)."""
+    """Every part's CPU per audio second; the audio per second a worker's thread doing its parts would feed
+    at most, and one HTTP process encoding each format would carry at most."""
     g2p = _g2p(texts or list(LISTENER_TEXTS))
-    encoding = _encoding()
     scheduling = _scheduling(streams, batch, chunk_s)
+    quantizing = _quantizing()
     hand_over = _hand_over()
-    shared = g2p["cpu_ms_per_audio_s"] + scheduling["cpu_ms_per_audio_s"] + hand_over["cpu_ms_per_audio_s"]
+    encoding = _encoding()
+    worker = sum(part["cpu_ms_per_audio_s"] for part in (g2p, scheduling, quantizing, hand_over))
     return {
         "streams": streams,
         "batch": batch,
         "chunk_s": chunk_s,
         "g2p": g2p,
-        "encoding_cpu_ms_per_audio_s": encoding,
         "scheduling": scheduling,
+        "quantizing": quantizing,
         "hand_over": hand_over,
-        "ceiling_audio_s_per_s": {fmt: 1000 / (shared + encoding[fmt]) for fmt in ("pcm", "mp3", "opus")},
+        "worker_ceiling_audio_s_per_s": 1000 / worker,
+        "encoding_cpu_ms_per_audio_s": encoding,
+        "http_process_ceiling_audio_s_per_s": {fmt: 1000 / encoding[fmt] for fmt in ("pcm", "mp3", "opus")},
     }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from tts_api.errors import InvalidRequest, Overloaded, TTSError
+from tts_api.formats import WAV_HEADER_BYTES, wav_size_fields
 from tts_api.front.auth import RequestIds
 from tts_api.front.gateway import SpeechGateway
 from tts_api.front.readrate import ReaderLimits
@@ -84,17 +85,21 @@ def completed(sent: list[dict]) -> bool:
 
 
 def test_audio_streams_with_its_content_type_and_ends_cleanly() -> None:
-    sent, seen = call([b"RIFF", b"more", END], {"input": "hi", "response_format": "wav"})
+    """The worker sends PCM; the front encodes it: a streamed WAV is a header of unknown sizes, then the
+    samples as they came."""
+    sent, seen = call([b"\x01\x00\x02\x00", b"\x03\x00", END], {"input": "hi", "response_format": "wav"})
     status, headers = status_and_headers(sent)
     assert status == 200 and headers[b"content-type"] == b"audio/wav"
     assert headers[b"x-request-id"].startswith(b"req_")
-    assert body_of(sent) == b"RIFFmore" and completed(sent)
+    body = body_of(sent)
+    assert body[:4] == b"RIFF" and body[4:8] == b"\xff\xff\xff\xff" and len(body) == WAV_HEADER_BYTES + 6
+    assert body[WAV_HEADER_BYTES:] == b"\x01\x00\x02\x00\x03\x00" and completed(sent)
     assert seen[0]["input"] == "hi" and TICKET_KEY in seen[0]
 
 
 def test_a_worker_crash_mid_stream_cuts_the_connection_instead_of_ending_cleanly() -> None:
-    sent, _ = call([b"first", CUT], {"input": "hi", "response_format": "pcm"})
-    assert body_of(sent) == b"first"
+    sent, _ = call([b"first!", CUT], {"input": "hi", "response_format": "pcm"})
+    assert body_of(sent) == b"first!"
     assert not completed(sent), "a truncated stream must not look complete"
 
 
@@ -121,28 +126,34 @@ def test_a_crash_before_any_audio_is_a_500_that_names_the_request() -> None:
 
 def test_sse_carries_base64_deltas_then_done() -> None:
     sent, _ = call(
-        [b"\x01\x02", b"\x03", END], {"input": "hi", "stream_format": "sse", "response_format": "pcm"}
+        [b"\x01\x02", b"\x03\x04", END], {"input": "hi", "stream_format": "sse", "response_format": "pcm"}
     )
     _, headers = status_and_headers(sent)
     assert headers[b"content-type"] == b"text/event-stream"
     events = [json.loads(line[6:]) for line in body_of(sent).decode().split("\n\n") if line]
     assert [e["type"] for e in events] == ["speech.audio.delta", "speech.audio.delta", "speech.audio.done"]
-    assert b"".join(base64.b64decode(e["audio"]) for e in events[:2]) == b"\x01\x02\x03"
+    assert b"".join(base64.b64decode(e["audio"]) for e in events[:2]) == b"\x01\x02\x03\x04"
     assert completed(sent)
 
 
 def test_sse_failure_after_start_is_an_error_event() -> None:
-    sent, _ = call([b"\x01", CUT], {"input": "hi", "stream_format": "sse"})
+    sent, _ = call([b"\x01\x00", CUT], {"input": "hi", "stream_format": "sse", "response_format": "pcm"})
     events = [json.loads(line[6:]) for line in body_of(sent).decode().split("\n\n") if line]
     assert events[-1]["type"] == "error" and events[-1]["error"]["message"]
     assert completed(sent)
 
 
 def test_stream_false_sends_one_body_with_content_length() -> None:
-    sent, _ = call([b"abc", b"def", END], {"input": "hi", "stream": False, "response_format": "flac"})
+    """A whole WAV goes out once complete, its sizes written into the header the encoder gave first."""
+    sent, _ = call([b"abcd", b"ef", END], {"input": "hi", "stream": False, "response_format": "wav"})
     status, headers = status_and_headers(sent)
-    assert status == 200 and headers[b"content-length"] == b"6" and headers[b"content-type"] == b"audio/flac"
-    assert body_of(sent) == b"abcdef" and len(sent) == 2
+    assert status == 200 and headers[b"content-type"] == b"audio/wav"
+    body = body_of(sent)
+    assert headers[b"content-length"] == str(WAV_HEADER_BYTES + 6).encode() and len(sent) == 2
+    assert body[WAV_HEADER_BYTES:] == b"abcdef"
+    assert [body[offset : offset + 4] for offset, _ in wav_size_fields(len(body))] == [
+        data for _, data in wav_size_fields(len(body))
+    ]
 
 
 @pytest.mark.parametrize("script", [[CUT], [b"abc", CUT]])
@@ -194,7 +205,7 @@ def test_an_item_that_is_not_a_frame_of_this_request_is_a_failure() -> None:
 
 
 def test_the_sse_done_event_carries_the_workers_usage() -> None:
-    sent, _ = call([b"\x01", END], {"input": "hi", "stream_format": "sse"})
+    sent, _ = call([b"\x01\x00", END], {"input": "hi", "stream_format": "sse"})
     events = [json.loads(line[6:]) for line in body_of(sent).decode().split("\n\n") if line]
     assert events[-1] == {"type": "speech.audio.done", "usage": {"input_tokens": 3}}
 
@@ -210,7 +221,7 @@ def test_admission_is_refused_with_retry_after_when_the_board_is_full() -> None:
 
 def test_a_completed_request_gives_its_place_back_even_if_its_worker_does_not() -> None:
     shared = Shared(board=StreamBoard(), counters=Counters())
-    call([b"audio", END], {"input": "hi"}, shared=shared)
+    call([b"audio!", END], {"input": "hi"}, shared=shared)
     # The scripted worker never closes it (a real one always does; closing twice is harmless).
     assert eventually(lambda: shared.board.size() == 0)
 
@@ -421,7 +432,7 @@ def test_a_stalled_client_whose_worker_dies_gives_its_place_back() -> None:
         await send({"type": "http.response.body", "body": frame, "more_body": True})
         await asyncio.sleep(3600)  # LitServe would wait forever for a worker that is gone
 
-    request = {"input": "hi", "stream_format": "sse"}
+    request = {"input": "hi", "stream_format": "sse", "response_format": "pcm"}
     sent = run_gateway(app, request, shared, takes=2, max_pending=1, limits=ReaderLimits(idle_timeout_s=0.3))
     assert not completed(sent)
     assert eventually(lambda: shared.board.size() == 0), "the dead worker's place was never given back"

@@ -1,4 +1,7 @@
-"""The front runs on the HTTP processes' event loops: it must never pull in the model's heavy libraries."""
+"""The front runs on the HTTP processes' event loops: it must never pull in the model's heavy libraries.
+
+It does encode (PyAV, front/encoding.py): each request's audio is encoded where its bytes leave, so that
+a worker's thread only synthesizes."""
 
 from __future__ import annotations
 
@@ -8,10 +11,10 @@ import sys
 from tts_api.processes import ROOT
 
 FRONT_MODULES = ("admission", "auth", "gateway", "relay", "routes", "metrics", "ipc", "page")
-HEAVY = ("torch", "av", "kokoro", "misaki", "spacy")
+HEAVY = ("torch", "kokoro", "misaki", "spacy")
 
 
-def test_importing_the_front_loads_neither_torch_pyav_nor_kokoro() -> None:
+def test_importing_the_front_loads_neither_torch_nor_kokoro() -> None:
     code = (
         "import sys\n"
         + "".join(f"import tts_api.front.{m}\n" for m in FRONT_MODULES)

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from typing import Protocol
 
@@ -102,7 +103,11 @@ class SpeechGateway:
             "scheme": "http",
             "headers": headers,
         }
-        return LiveStream(self._forward, post, speech, lease, self.ipc, self.limits)
+        try:
+            return LiveStream(self._forward, post, speech, lease, self.ipc, self.limits, self._encoders)
+        except BaseException:
+            lease.close()  # never forwarded: no worker will close its place
+            raise
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and self.sockets is not None and self.sockets.serves(scope):
@@ -121,7 +126,17 @@ class SpeechGateway:
             self.ipc.post(self.shared.counters.add, "tts_requests_rejected_total", status=exc.status)
             await error_response(send, exc)
             return
-        relay = relay_for(speech, ticket, send, received_at, lease=lease, limits=self.limits)
+        try:
+            relay = relay_for(
+                speech, ticket, send, received_at, lease=lease, limits=self.limits, encoders=self._encoders
+            )
+        except Exception:
+            logger.exception("request %s: could not open its encoder", ticket.request_id)
+            lease.close()  # never forwarded: no worker will close its place
+            await error_response(
+                send, TTSError(f"could not start the audio (request id {ticket.request_id})")
+            )
+            return
         disconnect = asyncio.ensure_future(_until_disconnect(receive, lease))
         try:
             await self._forward(scope, disconnect, speech, lease, relay)
@@ -130,6 +145,10 @@ class SpeechGateway:
             lease.cancel("client")  # whatever the request left open, its client has gone
             relay.release()
             self._observe(relay)
+
+    def _encoders(self, opened: int) -> None:
+        """A request's encoder opened (+1) or closed (-1) in this process; called from any thread."""
+        self.ipc.post(self.shared.counters.add, "tts_open_encoders", opened, process=os.getpid())
 
     def _observe(self, relay: Relay) -> None:
         counters = self.shared.counters

@@ -115,6 +115,7 @@ class Lease:
                 "idle": "stopped reading",
                 "slow": "read too slowly",
                 "queued": "waited too long for a worker",
+                "failed": "could not be sent its audio",
             }.get(reason, reason)
             logger.info(
                 "request %s: client %s after %.2f s of audio; cancelling synthesis",

@@ -107,12 +107,20 @@ class LiveStream:
         lease: Lease,
         ipc: LoopIpc,
         limits: ReaderLimits,
+        encoders: Callable[[int], None] | None = None,
     ) -> None:
         self.speech, self.lease, self.ipc = speech, lease, ipc
         self.cancelled = False
         self._events: asyncio.Queue[Event] = asyncio.Queue(EVENTS_AHEAD)
         self._relay = _EventRelay(
-            speech, lease.ticket, _nowhere, time.monotonic(), lease=lease, limits=limits, events=self._events
+            speech,
+            lease.ticket,
+            _nowhere,
+            time.monotonic(),
+            lease=lease,
+            limits=limits,
+            encoders=encoders,
+            events=self._events,
         )
         self._disconnect: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._task = asyncio.ensure_future(forward(scope, self._disconnect, speech, lease, self._relay))

@@ -1,10 +1,11 @@
 """Relays: receive what LitServe streams for one request and answer the client in the shape it asked for.
 
 Raw audio bytes, SSE or NDJSON events (audio deltas, word timestamps, done), or one complete file with
-Content-Length, each with the right Content-Type. A failure is made visible: a JSON error if nothing was
-sent yet, an SSE error event, or an aborted connection (never a clean end of a short file). What the
-frames say about the job (which worker has it, how much the client took, that it ended) goes to the
-request's Lease, which owns its place on the board.
+Content-Length, each with the right Content-Type. The worker sends PCM; the relay's encoder (encoding.py)
+makes the format the client asked for, and is released with the relay however the request ends. A
+failure is made visible: a JSON error if nothing was sent yet, an SSE error event, or an aborted
+connection (never a clean end of a short file). What the frames say about the job (which worker has it,
+how much the client took, that it ended) goes to the request's Lease, which owns its place on the board.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from starlette.types import Message, Send
@@ -23,6 +25,7 @@ from ..errors import InvalidRequest, TTSError
 from ..formats import media_type
 from ..ipc.frames import Frame, FrameError, Ticket
 from ..schemas import SpeechRequest
+from .encoding import RequestEncoder
 from .lease import Lease
 from .readrate import ReaderLimits, ReadRate
 
@@ -59,7 +62,7 @@ class Relay:
     Subclasses decide what audio, the end and an error look like on the wire. A send the client does
     not take for the idle timeout raises ClientStalled; `rate` measures how fast the client takes its audio
     while the server waits on it (the gateway cuts one that is too slow). `release` frees what the relay
-    holds, however the request ended.
+    holds (its encoder, a file), however the request ended; `encoders` hears its encoder open and close.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class Relay:
         *,
         lease: Lease,
         limits: ReaderLimits,
+        encoders: Callable[[int], None] | None = None,
     ) -> None:
         self.speech = speech
         self.ticket = ticket
@@ -88,6 +92,7 @@ class Relay:
         self.audio_end_s = 0.0  # ...and end
         self._inner_status = 200
         self._inner_body: list[bytes] = []
+        self.encoder = RequestEncoder(speech, encoders)  # last: nothing after it can fail and leak it
 
     async def __call__(self, message: Message) -> None:
         if self.finished or self.lease.ended == "cancelled":  # over, or the client left
@@ -112,17 +117,21 @@ class Relay:
         try:
             frame = self.ticket.parse(item)
         except FrameError as exc:
-            await self.fail(TTSError(str(exc)))
+            await self._abandon(TTSError(str(exc)))
             return
         if frame.kind == "audio":
             self.progressed = True
-            if frame.audio:  # a whole file's frame may only say how far the audio has come
-                self.delivery_s.append(max(0.0, time.monotonic() - frame.sent_at))
-                if self.first_audio_s is None:
-                    self.first_audio_s = time.monotonic() - self.received_at
-                self.audio_start_s, self.audio_end_s = self.audio_end_s, frame.audio_end_s
-                await self.on_audio(frame.audio)
-                self.taken(frame.audio_end_s)
+            if frame.audio:
+                try:
+                    data = await self.encoder.write(frame.audio)
+                except Exception as exc:  # a codec's failure is this request's, not the process's
+                    await self._abandon(self._encoding_failed(exc))
+                    return
+                # A codec may hold its first bytes back: the audio they reach goes with the next ones.
+                if data:
+                    await self._audio(data, frame)
+            # A whole file's audio counts as taken once encoded: its client takes nothing before the end,
+            # and the lead limit would otherwise wait for it forever (relay's `taken`).
             self.lease.delivered(frame.audio_end_s)
         elif frame.kind == "start":
             self.lease.working(frame.worker())
@@ -133,11 +142,39 @@ class Relay:
         elif frame.kind == "end":
             # Everything is synthesized: a client that hangs up while the last bytes go out cancels nothing.
             self.lease.close()
+            try:
+                tail = await self.encoder.finish()
+            except Exception as exc:
+                await self.fail(self._encoding_failed(exc))
+                return
+            if tail:
+                await self._audio(tail, frame)
             self.finished = True
             await self.on_end(frame)
         else:
             self.lease.close()  # the worker ended the job with this error
             await self.fail(frame.error())
+
+    async def _audio(self, data: bytes, frame: Frame) -> None:
+        """Send encoded bytes that reach as far into the audio as `frame`'s samples (or the end's)."""
+        self.delivery_s.append(max(0.0, time.monotonic() - frame.sent_at))
+        if self.first_audio_s is None:
+            self.first_audio_s = time.monotonic() - self.received_at
+        if frame.kind == "audio":
+            self.audio_start_s, self.audio_end_s = self.audio_end_s, frame.audio_end_s
+        else:  # the encoder's tail: the end of audio already counted
+            self.audio_start_s = self.audio_end_s
+        await self.on_audio(data)
+        self.taken(self.audio_end_s)
+
+    def _encoding_failed(self, exc: Exception) -> TTSError:
+        logger.exception("request %s: encoding failed", self.ticket.request_id, exc_info=exc)
+        return TTSError(f"encoding the audio failed (request id {self.ticket.request_id})")
+
+    async def _abandon(self, error: TTSError) -> None:
+        """Fail the request and stop its synthesis: nothing more of it can reach the client."""
+        self.lease.cancel("failed")
+        await self.fail(error)
 
     async def _relay_inner_error(self, chunk: bytes, more: bool) -> None:
         """LitServe itself refused the request (auth, its own 500): pass it on in the OpenAI shape."""
@@ -189,6 +226,7 @@ class Relay:
 
     def release(self) -> None:
         """Free what the relay holds (called once the request is over, however it ended)."""
+        self.encoder.close()
 
     async def on_audio(self, data: bytes) -> None:
         raise NotImplementedError
@@ -259,9 +297,8 @@ class _WholeFile(Relay):
     The file is built in a temporary file that stays in memory up to SPOOL_MEMORY_BYTES and moves to
     disk beyond, then goes out in pieces as the client takes them. Audio written to it counts as taken by
     the client (`delivered`): what the lead limit bounds is memory, and this audio no longer holds any.
-    The worker's encoder hands its bytes out as it makes them; what it fixes once the end is known (a
-    WAV's sizes, MP3's Info frame, FLAC's STREAMINFO) comes with the end frame as patches, written in here
-    before the file goes out.
+    The encoder hands its bytes out as it makes them; what it fixes once the end is known (a WAV's sizes,
+    MP3's Info frame, FLAC's STREAMINFO) it gives as patches, written in here before the file goes out.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -279,7 +316,7 @@ class _WholeFile(Relay):
         """Written to the file, not taken by the client: that starts with the end (`on_end`)."""
 
     async def on_end(self, end: Frame) -> None:
-        patches = [(int(offset), base64.b64decode(data)) for offset, data in end.data().get("patches", [])]
+        patches = self.encoder.patches
         if any(offset < 0 or offset + len(data) > self._size for offset, data in patches):
             await self.fail(TTSError(f"request {self.ticket.request_id}: a header fix lies outside the file"))
             return
@@ -307,6 +344,7 @@ class _WholeFile(Relay):
             self._file.write(data)
 
     def release(self) -> None:
+        super().release()
         self._file.close()
 
 

@@ -37,7 +37,10 @@ METRICS: Mapping[str, tuple[MetricKind, str]] = {
     "tts_batched_chunks_total": ("counter", "Chunks synthesized in batched steps."),
     "tts_chunks_interrupted_total": ("counter", "Chunks abandoned mid-synthesis because their client left."),
     "tts_audio_seconds_total": ("counter", "Seconds of audio synthesized."),
-    "tts_open_encoders": ("gauge", "Audio encoders alive, per worker."),
+    "tts_open_encoders": (
+        "gauge",
+        "Audio encoders alive, per HTTP process (each request's, while it lasts).",
+    ),
     "tts_cancel_board_entries": ("gauge", "Speech requests admitted and not yet ended (queued or running)."),
     "tts_streams": (
         "gauge",

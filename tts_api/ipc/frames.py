@@ -5,8 +5,9 @@ finished or failed. So every item a worker yields is a frame: the request's priv
 (start, audio, words, end, error), the monotonic time it was yielded, and a payload. A stream whose last
 frame is not `end` was cut off; the timestamp measures how long the item took to reach the front. The
 `start` frame names the worker process that took the request, so the front can fail the request
-visibly if that process dies; an audio frame says how far into the audio its bytes reach, so the
-front can tell the worker how much its client has taken.
+visibly if that process dies; an audio frame carries 16-bit PCM at the model's rate (the front encodes
+it in the format its client asked for, front/encoding.py) and says how far into the audio its samples
+reach, so the front can tell the worker how much its client has taken.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Frame:
 
     @property
     def audio(self) -> bytes:
-        """The encoded bytes of an audio frame."""
+        """An audio frame's samples: 16-bit little-endian mono PCM at the model's rate."""
         return self.payload[_TIME.size :]
 
     @property
@@ -118,9 +119,10 @@ class Ticket:
         """The first frame: which worker process has the request (pid and start mark)."""
         return self._frame("start", json.dumps({"pid": worker.pid, "started": worker.started}).encode())
 
-    def audio_frame(self, data: bytes, *, audio_end_s: float) -> bytes:
-        """Encoded audio that reaches `audio_end_s` seconds into the response."""
-        return self._frame("audio", _TIME.pack(audio_end_s) + data)
+    def audio_frame(self, pcm: bytes, *, audio_end_s: float) -> bytes:
+        """16-bit PCM samples (little-endian, the model's rate) that reach `audio_end_s` seconds into the
+        response."""
+        return self._frame("audio", _TIME.pack(audio_end_s) + pcm)
 
     def words_frame(self, words: list[dict[str, Any]]) -> bytes:
         """Word timestamps of the audio frames just sent."""
@@ -149,4 +151,7 @@ class Ticket:
                 f"request {self.request_id}: the worker sent an item that is not one of its frames"
             )
         (sent_at,) = _TIME.unpack_from(item, len(head) + 1)
-        return Frame(_KINDS[item[len(head) : len(head) + 1]], sent_at, item[body:])
+        frame = Frame(_KINDS[item[len(head) : len(head) + 1]], sent_at, item[body:])
+        if frame.kind == "audio" and (len(frame.payload) < _TIME.size or len(frame.audio) % 2):
+            raise FrameError(f"request {self.request_id}: the worker sent an audio frame of broken samples")
+        return frame

@@ -34,7 +34,7 @@ from .workers import WorkerProcess
 __all__ = ["Admission", "CancelReason", "StreamBoard", "StreamState"]
 
 Admission = Literal["admitted", "full", "draining", "behind"]
-CancelReason = Literal["client", "idle", "slow", "queued", "shutdown"]
+CancelReason = Literal["client", "idle", "slow", "queued", "shutdown", "failed"]
 
 
 @dataclass(frozen=True)

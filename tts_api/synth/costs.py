@@ -71,8 +71,8 @@ class CostModel:
     compute_s_per_char: float
     audio_s_per_char: float = 1.0 / TYPICAL_CHARS_PER_AUDIO_S
     overhead_s: float = 0.0
-    # What each further stream in a batched step adds (its encoding and sending): measured apart, since a
-    # step's pass costs about its longest member's but every member is encoded and sent on its own.
+    # What each further stream in a batched step adds (its frames and sending): measured apart, since a
+    # step's pass costs about its longest member's but every member's audio is framed and sent on its own.
     member_s: float = 0.0
     _sums: _Sums = field(default_factory=_Sums, repr=False)
     _misses: deque[float] = field(default_factory=lambda: deque(maxlen=_ERRORS), repr=False)
@@ -125,7 +125,7 @@ class CostModel:
         return self.cost(chars, speed) + riders * self.member_s
 
     def learn_member(self, seconds: float) -> None:
-        """Fold in what one member of a batched step cost to encode and send."""
+        """Fold in what one member of a batched step cost to frame and send."""
         self.member_s += _EWMA * (seconds - self.member_s)
 
     def audio(self, chars: float, speed: float) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ class Encoder(ABC):
     """
 
     _live = 0  # encoders of this process not yet closed (reported as tts_open_encoders)
+    _live_lock = threading.Lock()  # one may be closed on another thread than the one that opened it
 
     def __init__(self, rate: int = SAMPLE_RATE) -> None:
         self._closed = False
@@ -61,7 +63,8 @@ class Encoder(ABC):
         self._resampler = _Resampler(rate) if rate != SAMPLE_RATE else None
         # Set by a file's `finish()`: header fields to write over bytes handed out earlier.
         self.patches: list[Patch] = []
-        Encoder._live += 1
+        with Encoder._live_lock:
+            Encoder._live += 1
 
     @staticmethod
     def live() -> int:
@@ -70,8 +73,11 @@ class Encoder(ABC):
 
     def write(self, samples: npt.NDArray[np.float32]) -> bytes:
         """Encode one chunk; return the bytes that are ready now (may be b"")."""
+        return self.write_pcm(_quantize(samples))
+
+    def write_pcm(self, pcm: npt.NDArray[np.int16]) -> bytes:
+        """`write` for a chunk already quantized to 16 bits (at the model's rate)."""
         self._check_open()
-        pcm = _quantize(samples)
         return self._write(pcm if self._resampler is None else self._resampler.push(pcm))
 
     def finish(self) -> bytes:
@@ -88,7 +94,8 @@ class Encoder(ABC):
         """Release native resources; safe mid-stream, after `finish()`, and more than once."""
         if not self._closed:
             self._closed = True
-            Encoder._live -= 1
+            with Encoder._live_lock:
+                Encoder._live -= 1
             self._resampler = None
             self._release()
 

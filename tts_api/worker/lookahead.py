@@ -6,7 +6,7 @@ must hear its first audio by its bound (the pick's aging rule); a playing stream
 dry, and its chunks grow as its plan does (each as large as all before it, at most a step's work while others
 share the worker, never more than its own player has left to cover); a stream `max_lead_s` ahead waits. With
 an engine that batches, a step also carries the most urgent others, each with a chunk no longer than the
-first's, and costs what that one costs alone plus each rider's encoding (the cost model's `member_s`). Every
+first's, and costs what that one costs alone plus each rider's own work (the cost model's `member_s`). Every
 chunk costs what the cost model says times the measured error of its predictions. The schedule holds if no
 player runs dry and no newcomer misses its bound. Where a stream's turn comes after another stream's, the
 replay may be one chunk off the pick (near the margin the pick's cuts flip), so there it must land a guard
@@ -95,7 +95,7 @@ class Lookahead:
             previous = stream
             chars = self._chunk(stream, clock, playing, alone=not newcomers and not playing and not paused)
             riders = self._riders(newcomers, playing, chars)
-            # A batch's pass costs its longest member; each rider adds its encoding.
+            # A batch's pass costs its longest member; each rider adds its own work (its frames, sending).
             clock += self.cost.step_cost(chars, stream.speed, len(riders)) * self.safety
             for rider, rider_index, rider_chars, rider_guard in [(stream, index, chars, guard), *riders]:
                 if not self._lands(rider, rider_chars, clock, rider_guard):

@@ -406,7 +406,7 @@ class SpeechLoop(LitLoop):
     # --- Frames out ---------------------------------------------------------------------------------
 
     def _send_frames(self, stream: Stream, step: Step) -> None:
-        """Send a step's frames now (one of a batch, as soon as it is encoded); `_deliver` then has none."""
+        """Send a step's frames now (one of a batch, as soon as they are made); `_deliver` then has none."""
         for frame in step.frames:
             self._send(stream.uid, stream.reply_to, frame)
         step.frames = []
@@ -442,7 +442,7 @@ class SpeechLoop(LitLoop):
             self._end(uid, reply_to, ticket)
 
     def _release(self, stream: Stream) -> None:
-        """Free the stream's encoder and generator (its request may still need an ending)."""
+        """Free the stream's generator (its request may still need an ending)."""
         stream.close()
         if not self.streams:
             _trim_heap()

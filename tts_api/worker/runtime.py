@@ -23,7 +23,6 @@ from ..schemas import PlannedSpeech, RequestContext, SpeechRequest, parse_speech
 from ..settings import ModelEngine, Settings, parse_emulated
 from ..synth.costs import CostModel
 from ..synth.emulated import EmulatedEngine
-from ..synth.encoders import Encoder
 from ..synth.progress import Progress
 from ..synth.speech import RenderJob, SpeechEngine, time_text
 from ..voices import VoiceCatalogue, installed_languages
@@ -155,7 +154,7 @@ class WorkerRuntime:
         return parse_speech_request(payload, self.context, live=live)
 
     def open_stream(self, uid: str, reply_to: int, ticket: Ticket, speech: PlannedSpeech) -> Stream:
-        """Start synthesizing an admitted request (opens its encoder)."""
+        """Start synthesizing an admitted request."""
         return Stream(
             uid,
             reply_to,
@@ -176,14 +175,14 @@ class WorkerRuntime:
     def step_batch(
         self,
         jobs: list[tuple[Stream, RenderJob]],
-        encoded: Callable[[Stream, Step], None],
+        ready: Callable[[Stream, Step], None],
         prepare_s: float = 0.0,
     ) -> list[Step]:
         """Synthesize the chunks several streams' `prepare` asked for (`prepare_s` each) in one engine step,
-        and encode each, handing each to `encoded` as soon as it is (its client need not wait while the
-        others' are); Interrupted only if every one of their clients leaves meanwhile. The pass is learned
-        once, for its longest member (a batched pass costs about what that one costs alone), and what each
-        member adds (preparing, encoding, sending) apart: a step of 64 pays it 64 times."""
+        and make each one's frames, handing each to `ready` as soon as they are (its client need not wait
+        while the others' are); Interrupted only if every one of their clients leaves meanwhile. The pass is
+        learned once, for its longest member (a batched pass costs about what that one costs alone), and
+        what each member adds (preparing, its frames, sending) apart: a step of 64 pays it 64 times."""
         started = time.perf_counter()
         steps: list[Step] = []
         with self.watch.chunk(*(stream.key for stream, _ in jobs)):
@@ -191,7 +190,7 @@ class WorkerRuntime:
             rendered = time.perf_counter()
             for (stream, _), pieces in zip(jobs, outputs, strict=True):
                 steps.append(stream.finish(pieces))
-                encoded(stream, steps[-1])
+                ready(stream, steps[-1])
         compute_s = time.perf_counter() - started
         member_s = prepare_s + (compute_s - (rendered - started)) / len(steps)
         self.scheduler.cost.learn_member(member_s)
@@ -275,7 +274,6 @@ class WorkerRuntime:
         bound = scheduler.max_step_s + scheduler.cost.cost(scheduler.first_chunk_chars, 1.0)
         counters.set("tts_first_chunk_bound_seconds", bound, worker=worker)
         counters.set("tts_cost_error_factor", scheduler.cost.error_factor, worker=worker)
-        counters.set("tts_open_encoders", Encoder.live(), worker=worker)
 
 
 def _load_engine(settings: Settings, device: str) -> tuple[SpeechEngine, int]:

@@ -1,7 +1,8 @@
-"""One admitted request inside a worker: its text cursor, its encoder, and the audio it has sent.
+"""One admitted request inside a worker: its text cursor and the audio it has sent.
 
 A stream advances one chunk per `step`, cut within the size the scheduler allows; the frames it returns
-go to the front in order. It owns one encoder, released by `close` however the stream ends.
+go to the front in order, its audio as 16-bit PCM (the front encodes it in the client's format: a
+worker's thread only synthesizes). `close` releases its utterance however the stream ends.
 
 A live stream (a voice agent's context) gets its text in pieces (`feed`), while it plays: it cuts only what
 is sure (text/live.py), waits for text when nothing is (its view asks for no work), says so once it has
@@ -11,7 +12,6 @@ that comes after its player ran dry starts like a newcomer: due at once, a small
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterator
 
@@ -20,7 +20,7 @@ from ..formats import SAMPLE_RATE
 from ..ipc.frames import Ticket
 from ..schemas import PlannedSpeech
 from ..settings import DEFAULT_MAX_AUDIO_S, DEFAULT_MAX_PAUSE_S
-from ..synth.encoders import Encoder, Patch, open_encoder
+from ..synth.encoders import to_pcm16
 from ..synth.progress import Progress
 from ..synth.speech import Chunks, RawPiece, RenderJob, SpeechChunk, SpeechEngine
 from ..text.live import LiveText, TextOverflow
@@ -79,14 +79,7 @@ class Stream:
         self._utterance = engine.utterance(
             chunks, speech.voice, speed=request.speed, lang_code=speech.lang_code, seed=request.seed
         )
-        # A whole file's bytes go out as they are made too; its header fixes ride on the end frame, and the
-        # front writes them in when it has the whole file (front/relay.py): no process holds the file.
-        self._encoder: Encoder | None = open_encoder(
-            request.response_format,
-            streaming=request.stream,
-            rate=request.rate,
-            bit_rate=request.bit_rate,
-        )
+        self._closed = False
         self.max_audio_s = (
             max_audio_s  # a live stream's audio, pauses included (a whole text is checked ahead)
         )
@@ -102,7 +95,7 @@ class Stream:
         return self.ticket.key
 
     def step(self, max_chars: int) -> Step:
-        """Synthesize the next chunk (at most `max_chars` of text) and encode it; the frames to send."""
+        """Synthesize the next chunk (at most `max_chars` of text); the frames to send."""
         started = time.perf_counter()
         work = self.prepare(max_chars)
         step = work if isinstance(work, Step) else self.finish(work.render(work.text))
@@ -125,13 +118,13 @@ class Stream:
             raise InvalidRequest(str(exc), param="text", code="invalid_pause_tag") from None
         except TextOverflow as exc:  # its pauses added up past the bound
             raise InputTooLong(str(exc), param="text", code="pause_too_long") from None
-        return work if isinstance(work, RenderJob) else self._encode(work)
+        return work if isinstance(work, RenderJob) else self._frames(work)
 
     def finish(self, pieces: Iterator[RawPiece]) -> Step:
-        """Encode the first piece of the chunk `prepare` asked for, from what the engine made of it."""
-        return self._encode(self._utterance.rendered(pieces))
+        """The frames of the first piece of the chunk `prepare` asked for, from what the engine made."""
+        return self._frames(self._utterance.rendered(pieces))
 
-    def _encode(self, piece: SpeechChunk | None) -> Step:
+    def _frames(self, piece: SpeechChunk | None) -> Step:
         step = Step()
         if piece is None and not self._utterance.done:
             self.waiting = True  # a live stream with nothing sure to say: no work until more text comes
@@ -145,7 +138,7 @@ class Stream:
             step.done = True
             self.view.remaining_chars = 0
             return step
-        if self._encoder is None:
+        if self._closed:
             raise RuntimeError("a closed stream was stepped")
         self.progress.add(piece)
         if self.live is not None and self.progress.audio_seconds > self.max_audio_s:
@@ -155,12 +148,9 @@ class Stream:
                 code="audio_too_long",
             )
         step.chars, step.audio_s = len(piece.graphemes), len(piece.audio) / SAMPLE_RATE
-        data = self._encoder.write(piece.audio)
-        if data or not self.speech.request.stream:
-            # A whole file's frame says how far the audio has come even when the codec held its bytes back;
-            # the front counts it as taken: the client takes nothing before the end, and the lead limit
-            # would otherwise wait for it forever.
-            step.frames.append(self.ticket.audio_frame(data, audio_end_s=self.progress.audio_seconds))
+        step.frames.append(
+            self.ticket.audio_frame(to_pcm16(piece.audio), audio_end_s=self.progress.audio_seconds)
+        )
         if self._wants_words and piece.words:
             words = self.ticket.words_frame([w.to_dict() for w in piece.words])
             # A live stream's socket sends each piece of audio with its words' timings: they come first.
@@ -218,25 +208,10 @@ class Stream:
             self.view.fixed_chars = self._utterance.budget
 
     def _finish(self) -> list[bytes]:
-        frames = []
-        patches: list[Patch] = []
-        if self._encoder is not None:
-            tail = self._encoder.finish()
-            patches = self._encoder.patches
-            if tail:
-                frames.append(self.ticket.audio_frame(tail, audio_end_s=self.progress.audio_seconds))
-        frames.append(
-            self.ticket.end_frame(
-                audio_seconds=self.progress.audio_seconds,
-                usage=self.progress.usage(),
-                patches=[[offset, base64.b64encode(data).decode()] for offset, data in patches],
-            )
-        )
-        return frames
+        stats = {"audio_seconds": self.progress.audio_seconds, "usage": self.progress.usage()}
+        return [self.ticket.end_frame(**stats)]
 
     def close(self) -> None:
-        """Release the encoder and the utterance; safe to call more than once."""
-        if self._encoder is not None:
-            self._encoder.close()
-            self._encoder = None
+        """Release the utterance; safe to call more than once."""
+        self._closed = True
         self._utterance.close()
