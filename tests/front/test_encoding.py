@@ -11,7 +11,6 @@ import pytest
 
 from tts_api.front.encoding import EncoderClosed, RequestEncoder
 from tts_api.schemas import RequestContext, SpeechRequest
-from tts_api.synth.encoders import Encoder
 from tts_api.voices import VoiceCatalogue
 
 CONTEXT = RequestContext(VoiceCatalogue(["af_heart"]), max_input_chars=1000, languages=frozenset("a"))
@@ -21,6 +20,19 @@ SAMPLES = (np.sin(np.arange(24_000) / 20) * 8000).astype("<i2").tobytes()  # 1 s
 
 def speech(**fields: object) -> SpeechRequest:
     return SpeechRequest.model_validate({"input": "hi", **fields}, context=CONTEXT)
+
+
+def recorded_closes(encoder: RequestEncoder) -> list[None]:
+    """Each call that closes the PyAV encoder inside `encoder`, recorded."""
+    inner, closes = encoder._encoder, []
+    close = inner.close
+
+    def recorded() -> None:
+        closes.append(None)
+        close()
+
+    inner.close = recorded  # type: ignore[method-assign]
+    return closes
 
 
 def test_raw_pcm_passes_through_and_a_codec_makes_its_format() -> None:
@@ -50,19 +62,19 @@ def test_a_close_while_a_chunk_encodes_waits_for_it_and_closes_once() -> None:
         return write(pcm)
 
     inner.write_pcm = slow_write  # type: ignore[method-assign]
-    open_before = Encoder.live()
+    closes = recorded_closes(encoder)
 
     async def scenario() -> None:
         task = asyncio.ensure_future(encoder.write(SAMPLES))
         assert await asyncio.to_thread(entered.wait, 10)
         encoder.close()  # the request was cut off while its chunk encodes
-        assert Encoder.live() == open_before and counts == [1], "closed under a running encode"
+        assert closes == [] and counts == [1], "closed under a running encode"
         go_on.set()
         await task  # the chunk finishes; the encoder closes as it returns
         encoder.close()  # a second close changes nothing
 
     asyncio.run(scenario())
-    assert Encoder.live() == open_before - 1 and counts == [1, -1]
+    assert len(closes) == 1 and counts == [1, -1]
     with pytest.raises(EncoderClosed):
         asyncio.run(encoder.write(SAMPLES))
 
@@ -70,8 +82,8 @@ def test_a_close_while_a_chunk_encodes_waits_for_it_and_closes_once() -> None:
 def test_a_close_between_chunks_closes_at_once() -> None:
     counts: list[int] = []
     encoder = RequestEncoder(speech(response_format="opus"), counts.append)
+    closes = recorded_closes(encoder)
     asyncio.run(encoder.write(SAMPLES))
-    open_before = Encoder.live()
     encoder.close()
     encoder.close()
-    assert Encoder.live() == open_before - 1 and counts == [1, -1]
+    assert len(closes) == 1 and counts == [1, -1]

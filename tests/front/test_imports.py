@@ -10,7 +10,7 @@ import sys
 
 from tts_api.processes import ROOT
 
-FRONT_MODULES = ("admission", "auth", "gateway", "relay", "routes", "metrics", "ipc", "page")
+FRONT_MODULES = ("admission", "auth", "gateway", "relay", "encoding", "routes", "metrics", "ipc", "page")
 HEAVY = ("torch", "kokoro", "misaki", "spacy")
 
 

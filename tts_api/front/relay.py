@@ -130,8 +130,9 @@ class Relay:
                 # A codec may hold its first bytes back: the audio they reach goes with the next ones.
                 if data:
                     await self._audio(data, frame)
-            # A whole file's audio counts as taken once encoded: its client takes nothing before the end,
-            # and the lead limit would otherwise wait for it forever (relay's `taken`).
+            # The client has the audio this far (the worker runs at most the lead limit ahead): a stream's
+            # bytes were sent; a whole file's are in its file, which counts as taken (its client takes
+            # nothing before the end, and the lead limit would otherwise wait for it forever).
             self.lease.delivered(frame.audio_end_s)
         elif frame.kind == "start":
             self.lease.working(frame.worker())

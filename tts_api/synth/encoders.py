@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,22 +53,12 @@ class Encoder(ABC):
     however the request ends. Never share one between requests or threads.
     """
 
-    _live = 0  # encoders of this process not yet closed (reported as tts_open_encoders)
-    _live_lock = threading.Lock()  # one may be closed on another thread than the one that opened it
-
     def __init__(self, rate: int = SAMPLE_RATE) -> None:
         self._closed = False
         self.rate = rate  # of the encoded audio; the model's 24 kHz is resampled to it
         self._resampler = _Resampler(rate) if rate != SAMPLE_RATE else None
         # Set by a file's `finish()`: header fields to write over bytes handed out earlier.
         self.patches: list[Patch] = []
-        with Encoder._live_lock:
-            Encoder._live += 1
-
-    @staticmethod
-    def live() -> int:
-        """How many encoders of this process are open now."""
-        return Encoder._live
 
     def write(self, samples: npt.NDArray[np.float32]) -> bytes:
         """Encode one chunk; return the bytes that are ready now (may be b"")."""
@@ -94,8 +83,6 @@ class Encoder(ABC):
         """Release native resources; safe mid-stream, after `finish()`, and more than once."""
         if not self._closed:
             self._closed = True
-            with Encoder._live_lock:
-                Encoder._live -= 1
             self._resampler = None
             self._release()
 
