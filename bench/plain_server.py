@@ -50,7 +50,7 @@ class PlainSpeechAPI(ls.LitAPI):
                 yield result.audio
 
     def encode_response(self, outputs: Iterator[Any]) -> Iterator[bytes]:
-        from tts_api.synth.encoders import to_pcm16
+        from tts_api.encoders import to_pcm16
 
         for audio in outputs:
             yield to_pcm16(audio.detach().cpu().numpy())

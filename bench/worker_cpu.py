@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from tts_api.encoders import open_encoder, to_pcm16
 from tts_api.formats import RESPONSE_FORMATS, SAMPLE_RATE
 from tts_api.synth.costs import TYPICAL_CHARS_PER_AUDIO_S, CostModel
-from tts_api.synth.encoders import open_encoder, to_pcm16
 from tts_api.text.planning import plan_chunks
 from tts_api.worker.scheduler import Scheduler, StreamView
 

@@ -13,7 +13,7 @@ from tts_api.processes import ROOT
 
 PACKAGE = ROOT / "tts_api"
 # Shared by every process; they may import each other, never a process role's package.
-SHARED = {"settings", "errors", "schemas", "voices", "formats", "logs", "terminal"}
+SHARED = {"settings", "errors", "schemas", "voices", "formats", "encoders", "logs", "terminal"}
 FORBIDDEN: Mapping[str, set[str]] = {
     "text": {"front", "worker", "synth", "model", "ipc"},
     "model": {"front", "worker", "synth", "ipc"},

@@ -37,4 +37,4 @@ def test_a_client_module_loads_neither_torch_pyav_kokoro_nor_litserve(module: st
 
 def test_the_check_itself_sees_a_heavy_import() -> None:
     """Negative control: the same probe notices PyAV when something does import it."""
-    assert "av" in _loaded_after("import tts_api.synth.encoders").split(",")
+    assert "av" in _loaded_after("import tts_api.encoders").split(",")

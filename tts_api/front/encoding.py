@@ -20,9 +20,9 @@ from typing import TypeVar
 
 import numpy as np
 
+from ..encoders import Patch, open_encoder
 from ..formats import SAMPLE_RATE
 from ..schemas import SpeechRequest
-from ..synth.encoders import Patch, open_encoder
 
 __all__ = ["EncoderClosed", "RequestEncoder"]
 

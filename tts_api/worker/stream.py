@@ -15,12 +15,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from ..encoders import to_pcm16
 from ..errors import InputTooLong, InvalidRequest
 from ..formats import SAMPLE_RATE
 from ..ipc.frames import Ticket
 from ..schemas import PlannedSpeech
 from ..settings import DEFAULT_MAX_AUDIO_S, DEFAULT_MAX_PAUSE_S
-from ..synth.encoders import to_pcm16
 from ..synth.progress import Progress
 from ..synth.speech import Chunks, RawPiece, RenderJob, SpeechChunk, SpeechEngine
 from ..text.live import LiveText, TextOverflow

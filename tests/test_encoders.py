@@ -1,4 +1,4 @@
-"""Tests for tts_api.audio: every format decodes to the right length, streams, releases, and isolates."""
+"""tts_api/encoders.py: every format decodes to the right length, streams, releases, and isolates."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from tts_api.encoders import Patch, apply_patches, open_encoder, to_pcm16, to_ulaw
 from tts_api.formats import MEDIA_TYPES, RESPONSE_FORMATS, SAMPLE_RATE, ResponseFormat
-from tts_api.synth.encoders import Patch, apply_patches, open_encoder, to_pcm16, to_ulaw
 
 LOSSLESS: tuple[ResponseFormat, ...] = ("pcm", "wav", "flac")
 LOSSY: tuple[ResponseFormat, ...] = ("mp3", "opus", "aac", "ulaw")

@@ -14,7 +14,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from ..formats import RESPONSE_FORMATS, SAMPLE_RATE, WAV_HEADER_BYTES, ResponseFormat, wav_size_fields
+from .formats import RESPONSE_FORMATS, SAMPLE_RATE, WAV_HEADER_BYTES, ResponseFormat, wav_size_fields
 
 __all__ = ["Encoder", "Patch", "apply_patches", "open_encoder", "to_pcm16", "to_ulaw"]
 
