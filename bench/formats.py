@@ -14,9 +14,7 @@ stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +27,7 @@ from tts_api.settings import Settings
 
 from .client import Metrics, speak
 from .processes import Service, own_cpu
+from .report import print_json
 
 __all__ = ["ENGINE", "main", "measure_formats"]
 
@@ -105,10 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         result = measure_formats(server.wait_ready(), tuple(args.formats), args.streams)
     finally:
         server.stop()
-    text = json.dumps(result, indent=1)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    sys.stdout.write(text + "\n")
+    print_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from .engine_figures import engine_tables, engine_target_lines
 from .goodput_report import goodput_tables, scale_table
 from .plan import SIZES
 
-__all__ = ["render_table", "write_json"]
+__all__ = ["print_json", "render_table", "write_json"]
 
 
 def _n(value: float | None, digits: int = 2, unit: str = "") -> str:
@@ -279,3 +280,10 @@ def _cancellation_table(figure: dict[str, Any]) -> list[str]:
 
 def write_json(path: Path, result: dict[str, Any]) -> None:
     path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+
+
+def print_json(result: dict[str, Any], out: Path | None = None) -> None:
+    """`result` as JSON on stdout, and in `out` too when given (the stand-alone measurements' output)."""
+    if out is not None:
+        write_json(out, result)
+    sys.stdout.write(json.dumps(result, indent=1, default=str) + "\n")

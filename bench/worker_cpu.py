@@ -22,9 +22,7 @@ machine slows it less than it slows wall time:
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +36,7 @@ from tts_api.synth.costs import TYPICAL_CHARS_PER_AUDIO_S, CostModel
 from tts_api.text.planning import plan_chunks
 from tts_api.worker.scheduler import Scheduler, StreamView
 
+from .report import print_json
 from .texts import LISTENER_TEXTS
 
 __all__ = ["main", "measure_worker_cpu"]
@@ -162,10 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     result = measure_worker_cpu(args.streams, args.batch, args.chunk_s)
-    text = json.dumps(result, indent=1)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    sys.stdout.write(text + "\n")
+    print_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ def to_pcm16(samples: npt.NDArray[np.float32]) -> bytes:
 
 
 class Encoder(ABC):
-    """One request's encoder: turns float chunks into bytes of one response format.
+    """One request's encoder: turns chunks of samples (float, or 16-bit PCM) into bytes of one response
+    format.
 
     Responsibilities: encode each chunk and hand back the bytes that are ready, flush everything
     (codec delay, container trailer) on `finish()`, and release native resources on `close()`
