@@ -38,13 +38,14 @@ def _behind(pid: int) -> bool:
     return psutil.Process(pid).nice() == NICE and (group is None or group[1] == NICE)
 
 
-def _soon(pid: Callable[[], int | None]) -> int | None:
-    """The process `pid()` names once it runs behind the tests (within 10 s), else the last one named: the
-    `nice` program lowers its own priority only after it has started, and a later session comes later."""
+def _soon(pid: Callable[[], int | None], ready: Callable[[int], bool] = lambda found: True) -> int | None:
+    """The process `pid()` names once it is `ready` and runs behind the tests (within 10 s), else the last
+    one named: the `nice` program lowers its own priority only after it has started, and a later session
+    comes later."""
     found = None
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if (found := pid()) is not None and _behind(found):
+        if (found := pid()) is not None and ready(found) and _behind(found):
             break
         time.sleep(0.05)
     return found
@@ -56,11 +57,18 @@ def test_its_session_and_a_session_it_starts_later_run_behind_the_tests(tmp_path
     try:
         job = _soon(lambda: run.process.pid)
         assert job is not None and _behind(job)
-        later = _soon(lambda: next((c.pid for c in psutil.Process(job).children()), None))
+        job_group = _autogroup(job)
+
+        def own_session(pid: int) -> bool:
+            # setsid() shows the new session first and moves the process to its autogroup just after:
+            # until then it is still in the job's group, and "behind" would be the job's nice value.
+            return os.getsid(pid) == pid and (ours is None or _autogroup(pid) != job_group)
+
+        later = _soon(lambda: next((c.pid for c in psutil.Process(job).children()), None), own_session)
         assert later is not None and _behind(later)
         assert os.getsid(later) == later  # it did start a session of its own
         if ours is not None:
-            job_group, later_group = _autogroup(job), _autogroup(later)
+            later_group = _autogroup(later)
             assert job_group is not None and later_group is not None
             assert later_group[0] not in (ours[0], job_group[0])
             assert _autogroup(os.getpid()) == ours  # the tests' own session is left as it was
