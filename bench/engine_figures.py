@@ -61,6 +61,7 @@ def engines_figure(raw: dict[str, Any], idle: dict[str, Any]) -> dict[str, Any]:
     for variant, flag in (
         ("torch", "--engine torch"),
         ("bf16", "--engine bf16"),
+        ("onnx", "--engine onnx"),
         (UNTRIMMED, "--no-trim-silence"),
     ):
         data = raw.get(variant)

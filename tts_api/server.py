@@ -32,7 +32,8 @@ def parse_flags(argv: list[str] | None, prog: str | None = None) -> dict[str, ob
     parser.add_argument(
         "--engine",
         metavar="{" + ",".join(MODEL_ENGINES) + ",emulated:N}",
-        help="auto (default): onnx on a CPU when exported, else torch; emulated:N[:OVERHEAD_S] sleeps "
+        help="auto (default): onnx on a CPU when exported (bf16 where start-up timed it clearly faster), "
+        "else torch; emulated:N[:OVERHEAD_S] sleeps "
         "like a worker that feeds N real-time listeners (load tests only)",
     )
     parser.add_argument("--workers-per-device", type=int, help="model copies per device (default 1)")

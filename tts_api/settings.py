@@ -94,9 +94,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1024, le=65535)
     device: Device = "auto"
     # The decoder engine: `onnx` (the export `make model` verified; CPU), `torch`, `bf16` (torch's decoder
-    # in bfloat16: a choice; see docs/engines.md), or `auto`: onnx on a CPU when its export is there, torch
-    # otherwise. `emulated:N[:OVERHEAD_S[:BATCH]]` sleeps instead of synthesizing, like a worker that feeds N
-    # real-time listeners (load tests; see synth/emulated.py).
+    # in bfloat16; see docs/engines.md), or `auto`: onnx on a CPU when its export is there (or bf16 where the
+    # CPU has bfloat16 kernels and start-up timed it clearly faster: synth/race.py), torch otherwise.
+    # `emulated:N[:OVERHEAD_S[:BATCH]]` sleeps instead of synthesizing, like a worker that feeds N real-time
+    # listeners (load tests; see synth/emulated.py).
     engine: str = "auto"
     workers_per_device: int = Field(default=1, ge=1)
     # Skip synthesizing the silence Kokoro pads each chunk with, beyond what the seams keep; off only to

@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from kokoro import KModel
 
 from tts_api.model import export as export_module
 from tts_api.model.assets import export_engine
 from tts_api.model.export import MIN_SNR_DB, ensure_export, export_path, verified_export
 from tts_api.model.kmodel import load_model
 from tts_api.model.layout import ModelDir
-from tts_api.synth.vocoders import choose_vocoder
+from tts_api.synth import vocoders
+from tts_api.synth.vocoders import bf16_unavailable, choose_vocoder
 
 
 def test_the_export_is_verified_against_torch_and_recorded(tiny_onnx_model_dir: Path) -> None:
@@ -46,11 +48,55 @@ def test_a_current_export_is_not_made_again(tiny_onnx_model_dir: Path) -> None:
     assert export_path(files).stat().st_mtime_ns == before
 
 
-def test_auto_picks_the_verified_export_on_a_cpu(tiny_onnx_model_dir: Path) -> None:
+def test_auto_picks_the_verified_export_on_a_cpu_without_bf16(
+    tiny_onnx_model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     files = ModelDir(tiny_onnx_model_dir)
     model = load_model(files, "cpu")
-    assert choose_vocoder("auto", model, files, 1).name == "onnx"
+    monkeypatch.setattr(vocoders, "bf16_unavailable", lambda device: "no bfloat16 kernels on this CPU")
+    with caplog.at_level(logging.INFO, logger=vocoders.__name__):
+        assert choose_vocoder("auto", model, files, 1).name == "onnx"
+    assert "timed the decoders" not in caplog.text
     assert choose_vocoder("torch", model, files, 1).name == "torch"
+
+
+def _conv_hooks(model: KModel) -> int:
+    return sum(len(m._forward_pre_hooks) for m in model.decoder.modules())
+
+
+@pytest.mark.parametrize("winner", ["onnx", "bf16"])
+def test_auto_keeps_the_decoder_the_race_kept_and_says_so(
+    tiny_onnx_model_dir: Path, winner: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = ModelDir(tiny_onnx_model_dir)
+    model = load_model(files, "cpu")
+    hooks = _conv_hooks(model)
+    monkeypatch.setattr(vocoders, "bf16_unavailable", lambda device: None)
+
+    def rigged(chunks, incumbent, challenger):  # type: ignore[no-untyped-def]
+        assert (incumbent.name, challenger.name) == ("onnx", "bf16") and len(chunks) == 2
+        return (incumbent if winner == "onnx" else challenger), {"onnx": 1.25, "bf16": 0.5}
+
+    monkeypatch.setattr(vocoders, "faster", rigged)
+    with caplog.at_level(logging.INFO, logger=vocoders.__name__):
+        assert choose_vocoder("auto", model, files, 1).name == winner
+    assert f"onnx 1.25 s, bf16 0.50 s; using {winner}" in caplog.text
+    # The decoder not kept leaves no stop checks behind on the model's convolutions; the one kept has its own.
+    assert _conv_hooks(model) == hooks if winner == "onnx" else _conv_hooks(model) > hooks
+
+
+@pytest.mark.skipif(
+    bf16_unavailable(torch.device("cpu")) is not None, reason="no bfloat16 kernels on this CPU"
+)
+def test_auto_times_both_decoders_where_bf16_can_run(
+    tiny_onnx_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = ModelDir(tiny_onnx_model_dir)
+    with caplog.at_level(logging.INFO, logger=vocoders.__name__):
+        kept = choose_vocoder("auto", load_model(files, "cpu"), files, 1).name
+    assert kept in ("onnx", "bf16")
+    assert "engine: auto timed the decoders on chunks of 3.0 s of audio" in caplog.text
+    assert caplog.text.rstrip().endswith(f"using {kept}")
 
 
 def test_without_an_export_the_engine_is_torch_and_says_why_once(

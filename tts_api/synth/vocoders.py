@@ -4,8 +4,8 @@ Between the two, the silence at a chunk's edges that the seams would throw away 
 inputs (model/edges.py), so the vocoder never makes it.
 
 Three engines run the decoder: `torch` (kokoro's own modules, any device), `bf16` (the same modules under
-bfloat16 autocast: ~26 dB from fp32, which DNSMOS and PocketSphinx do not tell apart; on a CPU with AMX
-1.5x `onnx` decoding alone, no faster than fp32 torch in the server's long stream under `make bench`)
+bfloat16 autocast: ~26 dB from fp32, which DNSMOS and PocketSphinx do not tell apart; faster than `onnx`
+on some CPUs and slower on others, so `auto` times the two at start-up where both can run: synth/race.py)
 and `onnx` (the export made and verified by `make model`, on ONNX Runtime, CPU). All take the sine
 source's random draws from the current request's generator (on the GPU for a CUDA model), and all
 stop mid-chunk when `interrupt()` is called from another thread: ONNX Runtime between kernels
@@ -28,12 +28,14 @@ import numpy as np
 import torch
 from kokoro import KModel
 
+from ..formats import SAMPLE_RATE
 from ..model.batched import decode_batch, front_batch
 from ..model.edges import EdgeTrim, trim_edges
 from ..model.export import INPUTS, export_path, verified_export
 from ..model.layout import ModelDir
 from ..model.vocoder import DecoderInputs, NoiseDecoder, draw_noise, front
 from ..settings import ModelEngine
+from .race import faster, race_chunks
 from .seams import KEEP_LEAD_S, KEEP_TAIL_S
 from .speech import Interrupted
 
@@ -83,9 +85,11 @@ class TorchVocoder:
         self.decoder = NoiseDecoder(model.decoder).eval()
         self.device = model.device
         self._stop = threading.Event()
-        for module in self.decoder.modules():
-            if isinstance(module, torch.nn.Conv1d | torch.nn.ConvTranspose1d):
-                module.register_forward_pre_hook(self._check)
+        self._hooks = [
+            module.register_forward_pre_hook(self._check)
+            for module in self.decoder.modules()
+            if isinstance(module, torch.nn.Conv1d | torch.nn.ConvTranspose1d)
+        ]
 
     def _check(self, module: torch.nn.Module, args: Any) -> None:
         if self._stop.is_set():
@@ -113,6 +117,11 @@ class TorchVocoder:
     def reset(self) -> None:
         self._stop.clear()
 
+    def release(self) -> None:
+        """Take its stop checks off the model's convolutions (a decoder not kept shares them)."""
+        for hook in self._hooks:
+            hook.remove()
+
 
 def decode_each(
     vocoder: Vocoder, members: Sequence[DecoderInputs], noises: Sequence[Noise]
@@ -123,8 +132,8 @@ def decode_each(
 
 class Bf16Vocoder(TorchVocoder):
     """kokoro's decoder in torch under bfloat16 autocast (its convolutions and matmuls in bf16); audio in
-    fp32. Fast decoding alone on a CPU with AMX, not in the server under `make bench`; on a Zen 5 with
-    AVX512-BF16 alone no faster than fp32; on an H200 slower than fp32."""
+    fp32. 1.3-1.5x ONNX Runtime on a Zen 4 with AVX512-BF16, slower than it in the server on an AMX Xeon;
+    on an H200 slower than fp32. Each new chunk length costs it new oneDNN kernels (up to 2x a repeat)."""
 
     name = "bf16"
 
@@ -182,8 +191,9 @@ class OnnxVocoder:
 
 
 def choose_vocoder(requested: ModelEngine, model: KModel, files: ModelDir, threads: int) -> Vocoder:
-    """The engine asked for, or for `auto` the fastest verified one for the device; torch when the one
-    asked for cannot run here or fails to load (said in one log line, never a crash)."""
+    """The engine asked for, or for `auto` the fastest verified one for the device (on a CPU with both a
+    verified export and bfloat16 kernels, timed: synth/race.py); torch when the one asked for cannot run
+    here or fails to load (said in one log line, never a crash)."""
     if requested == "bf16":
         reason = bf16_unavailable(model.device)
         if reason is None:
@@ -195,11 +205,32 @@ def choose_vocoder(requested: ModelEngine, model: KModel, files: ModelDir, threa
     reason = _onnx_unavailable(files, model)
     if reason is None:
         try:
-            return OnnxVocoder(str(export_path(files)), threads)
+            onnx = OnnxVocoder(str(export_path(files)), threads)
         except Exception as exc:  # a damaged file, a missing runtime library
             reason = f"it failed to load ({exc})"
+        else:
+            if requested == "auto" and bf16_unavailable(model.device) is None:
+                return _race(model, onnx, Bf16Vocoder(model))
+            return onnx
     logger.warning("engine: the onnx decoder is not available (%s); using torch", reason)
     return TorchVocoder(model)
+
+
+def _race(model: KModel, onnx: OnnxVocoder, bf16: Bf16Vocoder) -> Vocoder:
+    """The faster of the two on this machine (synth/race.py), said in one log line."""
+    chunks = race_chunks(model)
+    kept, seconds = faster(chunks, onnx, bf16)
+    logger.info(
+        "engine: auto timed the decoders on chunks of %.1f s of audio: onnx %.2f s, bf16 %.2f s; using %s",
+        chunks[0].samples / SAMPLE_RATE,
+        seconds[onnx.name],
+        seconds[bf16.name],
+        kept.name,
+    )
+    if kept is onnx:
+        bf16.release()
+        return onnx
+    return bf16
 
 
 def bf16_unavailable(device: torch.device) -> str | None:
