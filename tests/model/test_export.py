@@ -21,6 +21,7 @@ from tts_api.model.export import MIN_SNR_DB, ensure_export, export_path, verifie
 from tts_api.model.kmodel import load_model
 from tts_api.model.layout import ModelDir
 from tts_api.synth import vocoders
+from tts_api.synth.race import RACE_PAIRS, Race
 from tts_api.synth.vocoders import bf16_unavailable, choose_vocoder
 
 
@@ -74,13 +75,13 @@ def test_auto_keeps_the_decoder_the_race_kept_and_says_so(
     monkeypatch.setattr(vocoders, "bf16_unavailable", lambda device: None)
 
     def rigged(chunks, incumbent, challenger):  # type: ignore[no-untyped-def]
-        assert (incumbent.name, challenger.name) == ("onnx", "bf16") and len(chunks) == 2
-        return (incumbent if winner == "onnx" else challenger), {"onnx": 1.25, "bf16": 0.5}
+        assert (incumbent.name, challenger.name) == ("onnx", "bf16") and len(chunks) == RACE_PAIRS
+        return Race(incumbent if winner == "onnx" else challenger, {"onnx": 1.25, "bf16": 0.5}, 0.4)
 
     monkeypatch.setattr(vocoders, "faster", rigged)
     with caplog.at_level(logging.INFO, logger=vocoders.__name__):
         assert choose_vocoder("auto", model, files, 1).name == winner
-    assert f"onnx 1.25 s, bf16 0.50 s; using {winner}" in caplog.text
+    assert f"onnx 1.25 s, bf16 0.50 s per chunk (bf16 / onnx, median: 0.40); using {winner}" in caplog.text
     # The decoder not kept leaves no stop checks behind on the model's convolutions; the one kept has its own.
     assert _conv_hooks(model) == hooks if winner == "onnx" else _conv_hooks(model) > hooks
 
@@ -95,7 +96,7 @@ def test_auto_times_both_decoders_where_bf16_can_run(
     with caplog.at_level(logging.INFO, logger=vocoders.__name__):
         kept = choose_vocoder("auto", load_model(files, "cpu"), files, 1).name
     assert kept in ("onnx", "bf16")
-    assert "engine: auto timed the decoders on chunks of 3.0 s of audio" in caplog.text
+    assert f"engine: auto timed the decoders on {RACE_PAIRS} chunks of ~1.5 s of audio" in caplog.text
     assert caplog.text.rstrip().endswith(f"using {kept}")
 
 

@@ -219,12 +219,16 @@ def choose_vocoder(requested: ModelEngine, model: KModel, files: ModelDir, threa
 def _race(model: KModel, onnx: OnnxVocoder, bf16: Bf16Vocoder) -> Vocoder:
     """The faster of the two on this machine (synth/race.py), said in one log line."""
     chunks = race_chunks(model)
-    kept, seconds = faster(chunks, onnx, bf16)
+    race = faster(chunks, onnx, bf16)
+    kept = race.kept
     logger.info(
-        "engine: auto timed the decoders on chunks of %.1f s of audio: onnx %.2f s, bf16 %.2f s; using %s",
+        "engine: auto timed the decoders on %d chunks of ~%.1f s of audio: onnx %.2f s, bf16 %.2f s "
+        "per chunk (bf16 / onnx, median: %.2f); using %s",
+        len(chunks),
         chunks[0].samples / SAMPLE_RATE,
-        seconds[onnx.name],
-        seconds[bf16.name],
+        race.seconds[onnx.name],
+        race.seconds[bf16.name],
+        race.ratio,
         kept.name,
     )
     if kept is onnx:
