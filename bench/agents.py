@@ -235,13 +235,19 @@ async def stream_reply(
 ) -> bool:
     """Send the reply at WORDS_PER_S and close the context after its last flush (the end of the turn). With
     `cut_after_words`, close it instead (a barge-in) once audio came and that many words of a sentence are
-    out unflushed; True if it was cut."""
+    out unflushed; True if it was cut. Where no audio came before the last sentence's words were all out (a
+    machine slower than the text), its flush is held until audio comes, and then the reply is cut: closed
+    after that flush, the context would end the turn and speak it all."""
     start = time.monotonic()
     unflushed = 0
-    for at, message in schedule(sentences, WORDS_PER_S):
-        if cut_after_words is not None and turn.arrivals and unflushed >= cut_after_words:
-            await sock.send(turn, {"close_context": True})
-            return True
+    messages = schedule(sentences, WORDS_PER_S)
+    for index, (at, message) in enumerate(messages):
+        if cut_after_words is not None and unflushed >= cut_after_words:
+            if index == len(messages) - 1 and not turn.arrivals:
+                await turn.wait_audio(start)
+            if turn.arrivals:
+                await sock.send(turn, {"close_context": True})
+                return True
         await asyncio.sleep(max(0.0, start + at - time.monotonic()))
         await sock.send(turn, message)
         unflushed = 0 if message.get("flush") else unflushed + bool(message["text"].strip())
