@@ -55,10 +55,12 @@ def real_model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def real_engines(real_model_dir: Path) -> Callable[[bool], KokoroEngine]:
-    """The real weights on the default engine, loaded once per session: `real_engines(trim_silence)`."""
+    """The real weights on ONNX Runtime (the export `make model` verifies), loaded once per session:
+    `real_engines(trim_silence)`. Not `auto`: where the CPU has bfloat16 kernels, auto races bf16 against it
+    at load (synth/race.py), and these tests' audio would depend on which won."""
     from tts_api.synth.engine import KokoroEngine
 
-    return functools.cache(lambda trim: KokoroEngine(real_model_dir, "cpu", trim_silence=trim))
+    return functools.cache(lambda trim: KokoroEngine(real_model_dir, "cpu", engine="onnx", trim_silence=trim))
 
 
 BENCH_TESTS = "tests/test_bench.py"

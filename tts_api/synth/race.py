@@ -78,8 +78,8 @@ def faster(
     challenger: Racer,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Race:
-    """Which decoder to keep (see the module docstring). Each chunk has a length neither decoder has seen:
-    bf16's kernels are made per shape, and a stream's chunks are mostly new lengths."""
+    """Which decoder to keep (see the module docstring). Each chunk has a length neither decoder has seen, as
+    a stream's chunks mostly do: one bf16 had not seen cost it more than a repeated one."""
     generator = torch.Generator().manual_seed(0)
     warm = _first(chunks[0], WARM_FRAMES)
     for racer in (incumbent, challenger):

@@ -133,7 +133,7 @@ def decode_each(
 class Bf16Vocoder(TorchVocoder):
     """kokoro's decoder in torch under bfloat16 autocast (its convolutions and matmuls in bf16); audio in
     fp32. 1.3-1.5x ONNX Runtime on a Zen 4 with AVX512-BF16, slower than it in the server on an AMX Xeon;
-    on an H200 slower than fp32. Each new chunk length costs it new oneDNN kernels (up to 2x a repeat)."""
+    on an H200 slower than fp32. A chunk length it has not seen costs it more than a repeated one."""
 
     name = "bf16"
 
