@@ -1,7 +1,7 @@
-"""What a chunk of speech costs: a fixed part per chunk and a part per character, learned as it runs.
+"""What a chunk of speech costs by its size, learned as it runs.
 
-A chunk of `c` characters at speed `v` takes `overhead_s + c / v * compute_s_per_char` of compute and makes
-`c / v * audio_s_per_char` seconds of audio. Start-up measures a few chunks (`fit`); every chunk the worker
+On the line, a chunk of `c` characters at speed `v` takes `overhead_s + c / v * compute_s_per_char` of
+compute and makes `c / v * audio_s_per_char` seconds of audio (the curve below refines the first). Start-up measures a few chunks (`fit`); every chunk the worker
 synthesizes afterwards is folded in (`learn`) by least squares over the recent chunks, so a start-up
 measured on a busy machine, or a machine whose speed changes, is corrected within a few chunks. How far
 its predictions missed (`error_factor`) is measured too: admission plans with it instead of a fixed slack.
@@ -10,10 +10,21 @@ The pace of a long text (`throughput`, the capacity gauge) is what the long chun
 line: the recent chunks are often all short (voice agents, one-sentence requests), and on a 2-vCPU Xeon a
 line through chunks of 8-60 characters, with their audio per character (edge silence weighs more in a
 short chunk), put 360-character chunks 1.2-1.4x faster than they ran.
+
+What a chunk of a given size costs is not on one line either: Kokoro's small chunks cost about the same
+whatever their size (on a 2-vCPU Zen 4, 0.41-0.50 s for 10-30 characters, then ~0.014 s per character up to
+360), so a line through a voice agent's chunks and a long one put its first few words ~1.3-1.5x under what
+they took; admission plans every chunk at the worst recent miss, and a second agent's reply waited until
+the first one's was all synthesized. So `cost` is a curve (`_Curve`): knots at doubling sizes, drawn at
+start-up through the chunks `fit` measured, then each moved by the chunks served near its size (and a
+little by every other chunk, so a machine that slows is followed somewhat everywhere); the line only until
+the curve has a knot.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections import deque
 from collections.abc import Iterable
@@ -36,6 +47,99 @@ _MAX_FIXED_SHARE = 0.9
 _LONG_CHUNK_CHARS = 240  # a chunk at least this long (at speed 1) measures the pace of a long text
 _ERRORS = 64  # predictions remembered for the error factor: the worst of these is what admission plans for
 _STARTUP_ERROR = 1.1  # the error factor before any chunk was predicted
+_KNOTS = (8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)  # chunk sizes (characters at speed 1) the curve learns
+_NEAR = 0.5  # how fast the knots beside a chunk's size move to what it cost
+_DRIFT = 0.05  # how far the other knots follow it (more made a slow worker stutter on the fake clock)
+
+
+@dataclass
+class _Curve:
+    """Compute seconds by chunk size: a piecewise-linear curve through knots learned from measured chunks,
+    never falling as chunks grow. A chunk moves the two knots around its size most (least squares on the
+    curve's hat functions; off the ends, the end knot by the ratio it missed by), and the others by a little
+    of that ratio; a knot no chunk came near yet starts where the curve (or the line) put it."""
+
+    knots: list[float | None] = field(default_factory=lambda: [None] * len(_KNOTS))
+    _shape: list[tuple[float, float]] = field(default_factory=list)  # (size, cost) of the knots learned
+
+    def __bool__(self) -> bool:
+        return bool(self._shape)
+
+    def through(self, points: Iterable[tuple[float, float]], line: CostModel) -> None:
+        """Start from measured (size, seconds) points: the curve through them, and off their ends the line
+        scaled (below) or shifted (above) to meet them."""
+        measured = sorted(points)
+        sizes = [x for x, _ in measured]
+        for j, size in enumerate(_KNOTS):
+            k = bisect.bisect_left(sizes, size)
+            if k == 0:
+                x0, y0 = measured[0]
+                self.knots[j] = y0 * line.line_cost(size) / max(line.line_cost(x0), 1e-9)
+            elif k == len(measured):
+                x1, y1 = measured[-1]
+                self.knots[j] = y1 + (size - x1) * line.compute_s_per_char
+            else:
+                (x0, y0), (x1, y1) = measured[k - 1], measured[k]
+                self.knots[j] = y0 + (y1 - y0) * (size - x0) / (x1 - x0)
+        self._reshape()
+
+    def learn(self, x: float, seconds: float, line: CostModel) -> None:
+        """Fold in a chunk of size `x` that took `seconds`."""
+        i = min(max(bisect.bisect_right(_KNOTS, x) - 1, 0), len(_KNOTS) - 2)
+        for j in (i, i + 1):
+            if self.knots[j] is None:
+                self.knots[j] = self.at(_KNOTS[j], line)
+        ratio = seconds / max(self.at(x, line), 1e-9)
+        for j, knot in enumerate(self.knots):
+            if knot is not None and j not in (i, i + 1):
+                self.knots[j] = knot * (1.0 + _DRIFT * (ratio - 1.0))
+        left, right = self.knots[i], self.knots[i + 1]
+        assert left is not None and right is not None
+        if _KNOTS[0] <= x <= _KNOTS[-1]:
+            f = (x - _KNOTS[i]) / (_KNOTS[i + 1] - _KNOTS[i])
+            miss = seconds - ((1.0 - f) * left + f * right)
+            self.knots[i], self.knots[i + 1] = left + _NEAR * (1.0 - f) * miss, right + _NEAR * f * miss
+        else:  # beyond the knots the curve is extrapolated from the end knot: that one follows the miss
+            end = i if x < _KNOTS[0] else i + 1
+            self.knots[end] = (left, right)[end - i] * (1.0 + _NEAR * (ratio - 1.0))
+        self._reshape()
+
+    def _reshape(self) -> None:
+        self._shape, top = [], 0.0
+        for size, knot in zip(_KNOTS, self.knots, strict=True):
+            if knot is not None:
+                top = max(top, knot)
+                self._shape.append((size, top))
+
+    def at(self, x: float, line: CostModel) -> float:
+        """The curve at size `x`; off its ends the line, scaled (below) or shifted (above) to meet it."""
+        shape = self._shape
+        if not shape:
+            return line.line_cost(x)
+        if x <= shape[0][0]:
+            size, knot = shape[0]
+            return knot * line.line_cost(x) / max(line.line_cost(size), 1e-9)
+        if x >= shape[-1][0]:
+            size, knot = shape[-1]
+            return knot + (x - size) * line.compute_s_per_char
+        k = bisect.bisect_left(shape, (x, -math.inf))
+        (x0, y0), (x1, y1) = shape[k - 1], shape[k]
+        return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+    def size_for(self, seconds: float, line: CostModel) -> float:
+        """The largest size whose cost is at most `seconds` (the inverse of `at`)."""
+        shape = self._shape
+        if seconds < shape[0][1]:
+            low, high = 0.0, shape[0][0]
+            for _ in range(30):  # below the first knot the curve is the scaled line: bisect it
+                mid = (low + high) / 2
+                low, high = (mid, high) if self.at(mid, line) <= seconds else (low, mid)
+            return low
+        for (x0, y0), (x1, y1) in itertools.pairwise(shape):
+            if seconds < y1:  # and y0 <= seconds: the segment rises
+                return x0 + (seconds - y0) * (x1 - x0) / (y1 - y0)
+        size, knot = shape[-1]
+        return size + (seconds - knot) / line.compute_s_per_char
 
 
 @dataclass
@@ -77,6 +181,7 @@ class CostModel:
     _sums: _Sums = field(default_factory=_Sums, repr=False)
     _misses: deque[float] = field(default_factory=lambda: deque(maxlen=_ERRORS), repr=False)
     _long_pace: float | None = field(default=None, repr=False)  # audio s per compute s of long chunks
+    _curve: _Curve = field(default_factory=_Curve, repr=False)
 
     @classmethod
     def fit(cls, chunks: Iterable[tuple[int, float, float]]) -> CostModel:
@@ -89,6 +194,7 @@ class CostModel:
         )
         for c, s, a in measured:
             model.learn(c, 1.0, s, a, decay=1.0)
+        model._curve.through(((c, s) for c, s, _ in measured), model)
         return model
 
     @property
@@ -118,7 +224,13 @@ class CostModel:
         return max(1.0, *self._misses) if self._misses else _STARTUP_ERROR
 
     def cost(self, chars: float, speed: float) -> float:
-        return self.overhead_s + chars * self.compute_s_per_char / speed
+        """Compute seconds of a chunk of `chars` at `speed`: what chunks of about its size measured."""
+        x = chars / speed
+        return self._curve.at(x, self) if self._curve else self.line_cost(x)
+
+    def line_cost(self, x: float) -> float:
+        """The line's cost of a chunk of `x` characters at speed 1 (its fixed part and per-character part)."""
+        return self.overhead_s + x * self.compute_s_per_char
 
     def step_cost(self, chars: float, speed: float, riders: int) -> float:
         """A batched step whose longest chunk is `chars`, carrying `riders` streams besides it."""
@@ -135,6 +247,8 @@ class CostModel:
         """The most characters one chunk may have to take at most `compute_s`."""
         if math.isinf(compute_s):
             return UNLIMITED
+        if self._curve:
+            return min(UNLIMITED, int(self._curve.size_for(compute_s, self) * speed))
         return int(max(0.0, compute_s - self.overhead_s) * speed / self.compute_s_per_char)
 
     def learn(
@@ -146,6 +260,8 @@ class CostModel:
         x = chars / speed
         if decay < 1.0:  # a chunk served, not start-up's calibration: how far did the model miss?
             self._misses.append(compute_s / max(self.cost(chars, speed), 1e-9))
+        if decay < 1.0:  # start-up's measurements make the curve all at once (`fit`)
+            self._curve.learn(x, compute_s, self)
         self._sums.add(x, compute_s, decay)
         if x >= _LONG_CHUNK_CHARS and compute_s > 0:
             pace = audio_s / compute_s

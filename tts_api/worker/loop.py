@@ -264,9 +264,12 @@ class SpeechLoop(LitLoop):
             self._fail(waiting.uid, waiting.reply_to, waiting.ticket, exc)
             return
         stream.view.arrived_s, stream.view.admitted_s = waiting.view.arrived_s, now
+        self.streams[stream.key] = stream
         if waiting.ticket.live:
             stream.expect(waiting.view.remaining_chars)
-        self.streams[stream.key] = stream
+            # The words its client sent while it waited: taken now, its first chunk may be this round's step
+            # (else another stream's chunk goes first, and the newcomer waits that long for nothing).
+            self._poll()
 
     def _admit_more(self) -> bool:
         """With an engine that batches, take and admit more of what waits before the step (up to a batch's

@@ -34,14 +34,16 @@ __all__ = ["WorkerRuntime", "available_cpus", "calibrate"]
 
 logger = logging.getLogger(__name__)
 
-# Spoken at start-up to warm the engine up, then to measure it on chunks of three sizes, the largest as long
-# as the chunks a long text is cut into (what the capacity gauge speaks for); the cost model keeps learning
-# from every chunk afterwards (a start-up on a busy machine is corrected within a few).
+# Spoken at start-up to warm the engine up, then to measure it on chunks of four sizes, from a voice agent's
+# first few words to as long as the chunks a long text is cut into (what the capacity gauge speaks for); the
+# cost model keeps learning from every chunk afterwards (a start-up on a busy machine is corrected within a
+# few).
 WARMUP_TEXT = "Hello there."
 # Streams per batched step on a GPU unless --batch says otherwise: where a pass of 16 short chunks costs about
 # what one does (not yet measured on a GPU by this server: see docs/engines.md).
 BATCH_ON_GPU = 16
 CALIBRATION_TEXTS = (
+    "Good evening.",
     "Hello there, good morning.",
     "This sentence is synthesized at start-up, to measure how fast this worker speaks.",
     "This paragraph is synthesized once at start-up as well, so that the worker knows what a chunk of many "
@@ -67,7 +69,7 @@ def available_cpus() -> int:
 def calibrate(
     engine: SpeechEngine, catalogue: VoiceCatalogue, known: CalibrationsProxy, kind: str
 ) -> tuple[CostModel, bool]:
-    """Warm the engine up and time it on chunks of three sizes, unless a worker of the same `kind` did
+    """Warm the engine up and time it on chunks of four sizes, unless a worker of the same `kind` did
     already (this one replaces it): the cost model the scheduler starts from, and whether it was known."""
     warm_voice = "af_heart" if "af_heart" in catalogue else next(iter(catalogue.voices))
     voice = catalogue.resolve(warm_voice)
