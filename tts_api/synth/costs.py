@@ -1,10 +1,11 @@
 """What a chunk of speech costs by its size, learned as it runs.
 
 On the line, a chunk of `c` characters at speed `v` takes `overhead_s + c / v * compute_s_per_char` of
-compute and makes `c / v * audio_s_per_char` seconds of audio (the curve below refines the first). Start-up measures a few chunks (`fit`); every chunk the worker
-synthesizes afterwards is folded in (`learn`) by least squares over the recent chunks, so a start-up
-measured on a busy machine, or a machine whose speed changes, is corrected within a few chunks. How far
-its predictions missed (`error_factor`) is measured too: admission plans with it instead of a fixed slack.
+compute and makes `c / v * audio_s_per_char` seconds of audio (the curve below refines the first).
+Start-up measures a few chunks (`fit`); every chunk the worker synthesizes afterwards is folded in
+(`learn`), the line by least squares over the recent chunks, so a start-up measured on a busy machine, or
+a machine whose speed changes, is corrected within a few chunks. How far its predictions missed
+(`error_factor`) is measured too: admission plans with it instead of a fixed slack.
 
 The pace of a long text (`throughput`, the capacity gauge) is what the long chunks measured, not the
 line: the recent chunks are often all short (voice agents, one-sentence requests), and on a 2-vCPU Xeon a
