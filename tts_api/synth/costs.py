@@ -259,9 +259,8 @@ class CostModel:
         if chars <= 0 or audio_s <= 0:
             return
         x = chars / speed
-        if decay < 1.0:  # a chunk served, not start-up's calibration: how far did the model miss?
-            self._misses.append(compute_s / max(self.cost(chars, speed), 1e-9))
-        if decay < 1.0:  # start-up's measurements make the curve all at once (`fit`)
+        if decay < 1.0:  # a chunk served (`fit` draws the curve through start-up's chunks at once)
+            self._misses.append(compute_s / max(self.cost(chars, speed), 1e-9))  # how far did it miss?
             self._curve.learn(x, compute_s, self)
         self._sums.add(x, compute_s, decay)
         if x >= _LONG_CHUNK_CHARS and compute_s > 0:
