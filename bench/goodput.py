@@ -111,7 +111,7 @@ def _runs(
         run = open_loop(server, list(texts), rate, scenario.duration_s, bound, seed=index)
         runs["open_loop"][f"{load:.0%}"] = {"load": load, "arrivals_per_s": rate, **run, **meter()}
     if scenario.cancellation:
-        runs["cancellation_under_load"] = cancellation_under_load(server, list(texts))
+        runs["cancellation_under_load"] = cancellation_under_load(server, list(texts), capacity)
     runs["first_chunk_wait"] = _first_chunk_wait(server)
     return runs
 

@@ -9,6 +9,7 @@ than 100 ms (the field's figure of merit). Runs: a burst (everyone at once), ope
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import threading
@@ -17,6 +18,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from tts_api.synth.costs import TYPICAL_CHARS_PER_AUDIO_S
 
 from .client import PCM_BYTES_PER_SECOND, VOICE, Stream
 from .processes import Service
@@ -33,6 +36,8 @@ __all__ = [
 
 GOOD_FIRST_AUDIO_FACTOR = 3.0
 GOOD_UNDERRUN_S = 0.1
+LEAVE_AFTER_S = 2.0  # the leaver of `cancellation_under_load` leaves this long after its first audio
+LEAVER_SPAN = 3.0  # its text holds this many times what the worker makes meanwhile
 
 
 @dataclass
@@ -202,16 +207,27 @@ def open_loop(
     return _summary(listeners, bound_s, time.monotonic() - started)
 
 
-def cancellation_under_load(server: Service, texts: list[str]) -> dict[str, Any]:
-    """Three listeners; one leaves 2 s after its first audio. What did it cost after it left?"""
+def cancellation_under_load(server: Service, texts: list[str], audio_s_per_s: float) -> dict[str, Any]:
+    """Three listeners; one leaves LEAVE_AFTER_S after its first audio. What did it cost after it left?
+
+    The leaver's text is the texts joined, repeated until it holds LEAVER_SPAN times the audio the worker
+    (`audio_s_per_s`, measured) makes in that time: mid-way when it leaves on any machine. (Joined once,
+    the quick plan's ~22 s of audio can all be sent within the 2 s by the tiny model: nothing to cancel.)
+    """
     server.wait_idle()
     request_id = f"bench-leaver-{time.monotonic_ns()}"
-    leaver_text, others = " ".join(texts), texts[1:3]  # long enough to be mid-way when it leaves
+    joined = " ".join(texts)
+    repeats = max(
+        1, math.ceil(LEAVER_SPAN * audio_s_per_s * LEAVE_AFTER_S * TYPICAL_CHARS_PER_AUDIO_S / len(joined))
+    )
+    leaver_text, others = " ".join([joined] * repeats), texts[1:3]
     results: dict[str, Any] = {}
 
     def leaver() -> None:
         # Its request id tells its cancellation line apart in the server's log.
-        results["leaver"] = listen(server.url, leaver_text, abandon_after_s=2.0, request_id=request_id)
+        results["leaver"] = listen(
+            server.url, leaver_text, abandon_after_s=LEAVE_AFTER_S, request_id=request_id
+        )
 
     threads = [threading.Thread(target=listen, args=(server.url, t)) for t in others]
     threads.append(threading.Thread(target=leaver))
