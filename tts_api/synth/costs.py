@@ -67,21 +67,10 @@ class _Curve:
         return bool(self._shape)
 
     def through(self, points: Iterable[tuple[float, float]], line: CostModel) -> None:
-        """Start from measured (size, seconds) points: the curve through them, and off their ends the line
-        scaled (below) or shifted (above) to meet them."""
-        measured = sorted(points)
-        sizes = [x for x, _ in measured]
-        for j, size in enumerate(_KNOTS):
-            k = bisect.bisect_left(sizes, size)
-            if k == 0:
-                x0, y0 = measured[0]
-                self.knots[j] = y0 * line.line_cost(size) / max(line.line_cost(x0), 1e-9)
-            elif k == len(measured):
-                x1, y1 = measured[-1]
-                self.knots[j] = y1 + (size - x1) * line.compute_s_per_char
-            else:
-                (x0, y0), (x1, y1) = measured[k - 1], measured[k]
-                self.knots[j] = y0 + (y1 - y0) * (size - x0) / (x1 - x0)
+        """Start from measured (size, seconds) points: each knot where the curve through them puts it (off
+        their ends, as `at` extends a curve)."""
+        self._shape = sorted(points)
+        self.knots = [self.at(size, line) for size in _KNOTS]
         self._reshape()
 
     def learn(self, x: float, seconds: float, line: CostModel) -> None:
